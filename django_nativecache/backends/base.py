@@ -1,0 +1,258 @@
+"""The Django side shared by every native backend: one native call per operation.
+
+Keys take the native path (Django's default key function and memcached-portability
+check, done in C++) while ``key_func``, ``make_key``, ``validate_key`` and
+``make_and_validate_key`` are Django's own; overriding any of them, on the class or on
+an instance, switches that instance to calling them. ``key_prefix``, ``version``,
+``default_timeout``, ``_max_entries`` and ``_cull_frequency`` are read on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
+
+from django_nativecache._native import Store
+
+_KEY_HOOKS = frozenset({"key_func", "make_key", "validate_key", "make_and_validate_key"})
+_MISSING = object()
+_KEEP_EXPIRY = ...  # tells the native store to keep an entry's expiry
+
+
+class NativeCache(BaseCache):
+    _store: Store
+    _native_keys: bool = False
+    _enforce_max_entries: bool = True
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self._refresh_key_path()
+
+    # -- key path -------------------------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _KEY_HOOKS:
+            self._refresh_key_path()
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        if name in _KEY_HOOKS:
+            self._refresh_key_path()
+
+    def _refresh_key_path(self) -> None:
+        cls = type(self)
+        attrs = self.__dict__
+        native = (
+            attrs.get("key_func") is default_key_func
+            and not (_KEY_HOOKS - {"key_func"}) & attrs.keys()
+            and cls.make_key is BaseCache.make_key
+            and cls.validate_key is BaseCache.validate_key
+            and cls.make_and_validate_key is BaseCache.make_and_validate_key
+        )
+        object.__setattr__(self, "_native_keys", native)
+
+    def _key_args(self, key: Any, version: int | None) -> tuple[Any, ...]:
+        """(key, prefix, version) for the native call, or (made_key,) on the slow path."""
+        if self._native_keys:
+            return (key, self.key_prefix, self.version if version is None else version)
+        return (self.make_and_validate_key(key, version=version),)
+
+    def _limits(self) -> tuple[int | None, int]:
+        if self._enforce_max_entries:
+            return self._max_entries, self._cull_frequency
+        return None, self._cull_frequency
+
+    # -- Django's API ---------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if self._native_keys:
+            return self._store.get(
+                key, default, self.key_prefix, self.version if version is None else version
+            )
+        return self._store.get(self.make_and_validate_key(key, version=version), default)
+
+    def set(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        max_entries, cull = self._limits()
+        if self._native_keys:
+            self._store.set(
+                key, value, timeout, max_entries, cull,
+                self.key_prefix, self.version if version is None else version,
+            )
+        else:
+            made = self.make_and_validate_key(key, version=version)
+            self._store.set(made, value, timeout, max_entries, cull)
+
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        max_entries, cull = self._limits()
+        k = self._key_args(key, version)
+        return self._store.add(k[0], value, timeout, max_entries, cull, *k[1:])
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._store.delete(*self._key_args(key, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._store.has(*self._key_args(key, version))
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        k = self._key_args(key, version)
+        return self._store.touch(k[0], timeout, *k[1:])
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        k = self._key_args(key, version)
+        result = self._store.incr(k[0], delta, *k[1:])
+        if result is not NotImplemented:
+            return result
+        # Not a 64-bit integer: add in Python, committed with cas so that a concurrent
+        # writer is never overwritten, and the entry keeps its expiry.
+        while True:
+            value, token = self._store.gets(k[0], _MISSING, *k[1:])
+            if value is _MISSING:
+                raise ValueError("Key '%s' not found" % key)
+            new_value = value + delta
+            if self._store.cas(k[0], new_value, _KEEP_EXPIRY, token, *k[1:]):
+                return new_value
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        if self._native_keys:
+            return self._store.get_many(
+                keys, self.key_prefix, self.version if version is None else version
+            )
+        made = {self.make_and_validate_key(k, version=version): k for k in keys}
+        return {made[mk]: v for mk, v in self._store.get_many(made).items()}
+
+    def set_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        max_entries, cull = self._limits()
+        if self._native_keys:
+            return self._store.set_many(
+                data, timeout, max_entries, cull,
+                self.key_prefix, self.version if version is None else version,
+            )
+        made = {self.make_and_validate_key(k, version=version): v for k, v in data.items()}
+        return self._store.set_many(made, timeout, max_entries, cull)
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        if self._native_keys:
+            self._store.delete_many(
+                keys, self.key_prefix, self.version if version is None else version
+            )
+        else:
+            self._store.delete_many([self.make_and_validate_key(k, version=version) for k in keys])
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    # -- beyond Django's API: memcached's commands ------------------------------------
+
+    def gets(self, key: Any, default: Any = None, version: int | None = None) -> tuple[Any, int | None]:
+        """Return (value, token); the token is None on a miss. Pass it to cas()."""
+        k = self._key_args(key, version)
+        return self._store.gets(k[0], default, *k[1:])
+
+    def cas(
+        self, key: Any, value: Any, token: int, timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> bool:
+        """Store value only if the entry is unchanged since gets() returned token."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        k = self._key_args(key, version)
+        return self._store.cas(k[0], value, timeout, token, *k[1:])
+
+    def replace(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Store value only if the key already holds one."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        k = self._key_args(key, version)
+        return self._store.replace(k[0], value, timeout, *k[1:])
+
+    def append(self, key: Any, value: bytes | str, version: int | None = None) -> bool:
+        """Append to a stored bytes or str value of the same type; False on a miss."""
+        k = self._key_args(key, version)
+        return self._store.append(k[0], value, *k[1:])
+
+    def prepend(self, key: Any, value: bytes | str, version: int | None = None) -> bool:
+        """Prepend to a stored bytes or str value of the same type; False on a miss."""
+        k = self._key_args(key, version)
+        return self._store.prepend(k[0], value, *k[1:])
+
+    def ttl(self, key: Any, version: int | None = None) -> float | None:
+        """Seconds until the key expires; None if it never does; 0 if it is missing."""
+        return self._store.ttl(*self._key_args(key, version))
+
+    def stats(self) -> dict[str, int]:
+        return self._store.stats()
+
+
+class InlineAsyncMixin:
+    """Async methods for stores whose calls never block on I/O: run them inline.
+
+    Django's defaults hop to a thread (sync_to_async) for every call; a shared-memory
+    operation takes well under a microsecond, so the hop would cost more than the work.
+    """
+
+    async def aget(self, key, default=None, version=None):
+        return self.get(key, default, version)
+
+    async def aset(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.set(key, value, timeout, version)
+
+    async def aadd(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.add(key, value, timeout, version)
+
+    async def atouch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.touch(key, timeout, version)
+
+    async def adelete(self, key, version=None):
+        return self.delete(key, version)
+
+    async def aget_many(self, keys, version=None):
+        return self.get_many(keys, version)
+
+    async def aget_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.get_or_set(key, default, timeout, version)
+
+    async def ahas_key(self, key, version=None):
+        return self.has_key(key, version)
+
+    async def aincr(self, key, delta=1, version=None):
+        return self.incr(key, delta, version)
+
+    async def adecr(self, key, delta=1, version=None):
+        return self.decr(key, delta, version)
+
+    async def aset_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.set_many(data, timeout, version)
+
+    async def adelete_many(self, keys, version=None):
+        return self.delete_many(keys, version)
+
+    async def aclear(self):
+        return self.clear()
+
+    async def aincr_version(self, key, delta=1, version=None):
+        return self.incr_version(key, delta, version)
+
+    async def adecr_version(self, key, delta=1, version=None):
+        return self.decr_version(key, delta, version)
+
+    async def aclose(self, **kwargs):
+        return self.close(**kwargs)

@@ -1,0 +1,98 @@
+"""SharedMemoryCache: one cache in shared memory for every worker process of a site.
+
+The same LOCATION in any process of the host (same user, same SECRET_KEY or
+OPTIONS["NAMESPACE"]) is the same cache; Django's LocMemCache, by contrast, is private
+to each process. The segment's size is fixed when it is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from django_nativecache import _native
+from django_nativecache.backends.base import InlineAsyncMixin, NativeCache
+from django_nativecache.options import in_range, one_of, parse_size, validate_options
+
+DEFAULT_SIZE = 64 << 20
+
+_SCHEMA = {
+    "MAX_ENTRIES": (in_range(-(1 << 62), 1 << 62), 300),
+    "CULL_FREQUENCY": (in_range(0, 1 << 31), 3),
+    "SIZE": (in_range(64 << 10, 1 << 40, parse_size), DEFAULT_SIZE),
+    "SHARDS": (in_range(0, 1024), 0),
+    "MAX_ITEM_SIZE": (in_range(0, (1 << 31) - 1, parse_size), 0),
+    "ON_MISMATCH": (one_of("recreate", "fail"), "recreate"),
+    "COMPRESS_MIN_LENGTH": (in_range(0, 1 << 40, parse_size), 0),
+    "COMPRESS_LEVEL": (in_range(1, 9), 6),
+    "NAMESPACE": (str, None),
+}
+
+# One attachment per segment per process: Django builds a cache instance per thread and
+# again on every settings override, and close() runs after every request.
+_segments: dict[str, _native.Store] = {}
+_segments_lock = threading.Lock()
+
+
+def segment_name(location: str, namespace: str | None = None) -> str:
+    """The /dev/shm name for a LOCATION: distinct per user and per project."""
+    if namespace is None:
+        try:
+            namespace = str(settings.SECRET_KEY)
+        except ImproperlyConfigured:
+            namespace = ""
+    digest = hashlib.blake2b(
+        f"{os.geteuid()}\0{namespace}\0{location}".encode("utf-8", "surrogatepass"),
+        digest_size=12,
+        person=b"nativecache-shm",
+    ).hexdigest()
+    return f"dnc-{digest}"
+
+
+def attach(name: str, options: dict[str, Any]) -> _native.Store:
+    with _segments_lock:
+        store = _segments.get(name)
+        if store is None:
+            store = _native.open_shm(
+                name,
+                options["SIZE"],
+                options["SHARDS"],
+                options["MAX_ITEM_SIZE"],
+                options["ON_MISMATCH"] == "recreate",
+                options["COMPRESS_MIN_LENGTH"],
+                options["COMPRESS_LEVEL"],
+            )
+            _segments[name] = store
+        return store
+
+
+def unlink(name: str) -> None:
+    """Remove a segment by name; processes still attached reattach to a fresh one."""
+    with _segments_lock:
+        _segments.pop(name, None)
+        _native.unlink_shm(name)
+
+
+class SharedMemoryCache(InlineAsyncMixin, NativeCache):
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        options = validate_options(
+            f"{type(self).__name__} {location!r}", params.get("OPTIONS") or {}, _SCHEMA
+        )
+        super().__init__(params)
+        self._location = location
+        self._segment = segment_name(location, options["NAMESPACE"])
+        self._store = attach(self._segment, options)
+
+    @property
+    def segment(self) -> str:
+        """The segment's name under /dev/shm."""
+        return self._segment
+
+    def delete_segment(self) -> None:
+        """Remove this cache's segment (all its data) from the host."""
+        unlink(self._segment)

@@ -1,0 +1,54 @@
+#include "core/shm/robust_mutex.hpp"
+
+#include <cerrno>
+
+namespace nativecache::shm {
+
+namespace {
+WaitHooks g_hooks{};
+
+LockResult classify(int rc) noexcept {
+  if (rc == 0) return LockResult::kAcquired;
+  if (rc == EOWNERDEAD) return LockResult::kOwnerDied;
+  return LockResult::kUnrecoverable;
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+}  // namespace
+
+void set_wait_hooks(WaitHooks hooks) noexcept { g_hooks = hooks; }
+
+bool init_robust_mutex(pthread_mutex_t* m) noexcept {
+  pthread_mutexattr_t attr;
+  if (pthread_mutexattr_init(&attr) != 0) return false;
+  bool ok = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) == 0 &&
+            pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) == 0 &&
+            pthread_mutex_init(m, &attr) == 0;
+  pthread_mutexattr_destroy(&attr);
+  return ok;
+}
+
+LockResult lock(pthread_mutex_t* m) noexcept {
+  for (int spin = 0; spin < 128; ++spin) {
+    int rc = pthread_mutex_trylock(m);
+    if (rc != EBUSY) return classify(rc);
+    cpu_relax();
+  }
+  // Held by someone else for longer than a critical section should take: wait
+  // without holding the interpreter. The shard lock is held when the hook's end runs,
+  // and no other shard lock is ever taken while waiting for it, so this cannot deadlock.
+  void* token = g_hooks.begin ? g_hooks.begin() : nullptr;
+  int rc = pthread_mutex_lock(m);
+  if (g_hooks.end) g_hooks.end(token);
+  return classify(rc);
+}
+
+void mark_consistent(pthread_mutex_t* m) noexcept { pthread_mutex_consistent(m); }
+
+void unlock(pthread_mutex_t* m) noexcept { pthread_mutex_unlock(m); }
+
+}  // namespace nativecache::shm

@@ -1,0 +1,79 @@
+// One shard: a hash index over a ring of records, evicted by CLOCK (second chance).
+// Every method runs with the shard's lock held and does no allocation, no syscall and
+// no Python call. Methods report damage (a bad offset or length) by returning false or
+// kNone; the caller then resets the shard.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "core/shm/layout.hpp"
+
+namespace nativecache::shm {
+
+class ShardView {
+ public:
+  static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+
+  ShardView(SegmentHeader* seg, std::byte* shard_base) noexcept;
+
+  ShardHeader& header() noexcept { return *h_; }
+
+  struct Found {
+    bool corrupt = false;
+    std::uint32_t* link = nullptr;  // the slot pointing at the record
+    std::uint32_t off = kNone;
+    Record* rec = nullptr;
+  };
+  // Finds a live record; an expired one is unlinked (counted) and reported missing.
+  Found find(std::string_view key, std::uint32_t hash, std::int64_t now) noexcept;
+
+  std::byte* key_of(Record* r) noexcept { return reinterpret_cast<std::byte*>(r + 1); }
+  std::byte* value_of(Record* r) noexcept { return key_of(r) + r->key_len; }
+  // Bytes a value may grow to inside its record without moving.
+  static std::uint32_t value_room(const Record* r) noexcept {
+    return r->total - static_cast<std::uint32_t>(sizeof(Record)) - r->key_len;
+  }
+
+  void unlink(std::uint32_t* link, std::uint32_t off) noexcept;
+
+  // Appends a record with the given key and value parts (concatenated) and links it
+  // at the head of its bucket. kNone when the ring turned out to be damaged.
+  std::uint32_t insert(std::string_view key, std::uint32_t hash,
+                       std::span<const std::byte> first, std::span<const std::byte> second,
+                       std::uint16_t flags, std::int64_t expire, std::int64_t now) noexcept;
+
+  // Evicts up to n live records (expired first, then by CLOCK). false on damage.
+  bool cull(std::uint32_t n, std::int64_t now) noexcept;
+
+  // Forgets everything in the shard (after damage, on clear()).
+  void reset() noexcept;
+
+  std::uint64_t next_cas() noexcept { return ++h_->next_cas; }
+
+  // Test hook: leaves a half-written record at the head, as a writer killed mid-copy would.
+  void scribble_torn_write() noexcept;
+
+ private:
+  Record* at(std::uint32_t off) noexcept;  // validated; nullptr when off is bad
+  bool expired(const Record* r, std::int64_t now) const noexcept {
+    return r->expire != 0 && r->expire <= now;
+  }
+  std::uint32_t* link_to(std::uint32_t off, std::uint32_t hash) noexcept;
+  void drop(std::uint32_t* link, std::uint32_t off, bool expired) noexcept;
+  std::uint32_t reserve(std::uint32_t n, std::int64_t now) noexcept;
+  bool evict_at_tail(bool second_chance, std::int64_t now, bool* removed_live) noexcept;
+  void pad_head() noexcept;
+  void advance_tail(std::uint32_t n) noexcept;
+
+  SegmentHeader* seg_;
+  ShardHeader* h_;
+  std::uint32_t* buckets_;
+  std::byte* ring_;
+  std::uint32_t cap_;
+  std::uint32_t mask_;
+  std::uint32_t max_chain_;
+};
+
+}  // namespace nativecache::shm

@@ -1,0 +1,469 @@
+#include "core/shm/shm_store.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "core/codec.hpp"
+#include "core/hash.hpp"
+#include "core/shm/robust_mutex.hpp"
+
+namespace nativecache::shm {
+
+namespace {
+void set_dirty(ShardHeader& h, std::uint8_t v) noexcept {
+  std::atomic_ref<std::uint8_t>(h.dirty).store(v, std::memory_order_relaxed);
+  // The flag must reach memory before (dirty=1) or after (dirty=0) the mutation it
+  // guards, whatever the compiler would like to reorder: a SIGKILL can land anywhere.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+std::span<const std::byte> as_bytes(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+}  // namespace
+
+// Holds one shard's lock for a scope; repairs the shard if its last owner died in a
+// critical section, and marks the shard dirty while held.
+class ShmStore::ShardLock {
+ public:
+  ShardLock(ShmStore& store, ShardView& v) noexcept : v_(v) {
+    LockResult r = lock(&v.header().mutex);
+    if (r == LockResult::kUnrecoverable) {
+      store.seg_->retire();
+      return;
+    }
+    if (r == LockResult::kOwnerDied) {
+      if (v.header().dirty != 0) store.recover(v);
+      mark_consistent(&v.header().mutex);
+    }
+    held_ = true;
+    set_dirty(v.header(), 1);
+  }
+  ~ShardLock() {
+    if (!held_) return;
+    set_dirty(v_.header(), 0);
+    unlock(&v_.header().mutex);
+  }
+  ShardLock(const ShardLock&) = delete;
+  ShardLock& operator=(const ShardLock&) = delete;
+  [[nodiscard]] bool held() const noexcept { return held_; }
+
+ private:
+  ShardView& v_;
+  bool held_ = false;
+};
+
+Status ShmStore::open(const SegmentOptions& opts, std::unique_ptr<ShmStore>& out,
+                      std::string& detail) {
+  std::unique_ptr<ShmStore> store(new ShmStore(opts));
+  if (Status st = store->attach(detail); !st.ok()) return st;
+  out = std::move(store);
+  return Status::Ok();
+}
+
+Status ShmStore::attach(std::string& detail) {
+  std::unique_ptr<Segment> seg;
+  if (Status st = Segment::open(opts_, seg, detail); !st.ok()) return st;
+  std::vector<ShardView> views;
+  views.reserve(seg->header()->n_shards);
+  for (std::uint32_t i = 0; i < seg->header()->n_shards; ++i) {
+    views.emplace_back(seg->header(), seg->shard_base(i));
+  }
+  if (seg_) retired_.push_back(std::move(seg_));
+  seg_ = std::move(seg);
+  shards_ = std::move(views);
+  return Status::Ok();
+}
+
+Status ShmStore::ensure_attached() {
+  if (seg_->ready()) [[likely]] return Status::Ok();
+  std::string detail;
+  if (Status st = attach(detail); !st.ok()) {
+    return Status::Of(Code::kUnavailable, "the shared-memory segment could not be reattached");
+  }
+  return Status::Ok();
+}
+
+std::uint32_t ShmStore::shard_of(std::string_view key) const noexcept {
+  std::uint64_t h = hash_key(key);
+  return static_cast<std::uint32_t>(((h >> 32) * shards_.size()) >> 32);
+}
+
+ShardView& ShmStore::shard_for(std::string_view key, std::uint32_t& hash) noexcept {
+  std::uint64_t h = hash_key(key);
+  hash = static_cast<std::uint32_t>(h);
+  return shards_[((h >> 32) * shards_.size()) >> 32];
+}
+
+void ShmStore::recover(ShardView& v) noexcept {
+  v.reset();
+  seg_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::size_t ShmStore::max_value_size() const noexcept { return seg_->header()->max_item_size; }
+
+#define NC_ATTACHED()                              \
+  if (Status st_ = ensure_attached(); !st_.ok()) { \
+    return st_;                                    \
+  }
+
+#define NC_LOCKED(lk)                                                                     \
+  if (!(lk).held()) {                                                                     \
+    return Status::Of(Code::kUnavailable, "a shard lock is unrecoverable; segment retired"); \
+  }
+
+Status ShmStore::get(std::string_view key, ValueOut& out) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  ShardLock lk(*this, v);
+  NC_LOCKED(lk);
+  auto f = v.find(key, hash, now);
+  if (f.corrupt) {
+    recover(v);
+    ++v.header().misses;
+    return Status::Of(Code::kNotFound);
+  }
+  if (f.rec == nullptr) {
+    ++v.header().misses;
+    return Status::Of(Code::kNotFound);
+  }
+  if (f.rec->val_len > out.capacity) {
+    Status st = Status::Of(Code::kBufferTooSmall);
+    st.needed = f.rec->val_len;
+    return st;
+  }
+  std::memcpy(out.data, v.value_of(f.rec), f.rec->val_len);
+  out.size = f.rec->val_len;
+  out.flags = f.rec->flags;
+  out.cas = f.rec->cas;
+  f.rec->ref = 1;
+  ++v.header().hits;
+  return Status::Ok();
+}
+
+Status ShmStore::contains(std::string_view key) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  ShardLock lk(*this, v);
+  NC_LOCKED(lk);
+  auto f = v.find(key, hash, now);
+  if (f.corrupt) recover(v);
+  return f.rec != nullptr ? Status::Ok() : Status::Of(Code::kNotFound);
+}
+
+Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limits& limits) {
+  NC_ATTACHED();
+  const SegmentHeader& sh = *seg_->header();
+  if (w.key.size() > 0xFFFF) return Status::Of(Code::kBadKey, "key longer than 65535 bytes");
+  if (w.data.size() > sh.max_item_size ||
+      align8(sizeof(Record) + w.key.size() + w.data.size()) > sh.ring_capacity / 2) {
+    return Status::Of(Code::kTooLarge);
+  }
+  std::uint32_t hash;
+  ShardView& v = shard_for(w.key, hash);
+  std::int64_t now = now_ms();
+  bool may_cull = limits.enforce && mode != Mode::kReplace && mode != Mode::kCas;
+  for (;;) {
+    std::int64_t cull_at = -1;
+    {
+      ShardLock lk(*this, v);
+      NC_LOCKED(lk);
+      auto f = v.find(w.key, hash, now);
+      if (f.corrupt) {
+        recover(v);
+        f = {};
+      }
+      switch (mode) {
+        case Mode::kAdd:
+          if (f.rec != nullptr) return Status::Of(Code::kExists);
+          break;
+        case Mode::kReplace:
+          if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+          break;
+        case Mode::kCas:
+          if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+          if (f.rec->cas != cas) return Status::Of(Code::kExists);
+          break;
+        case Mode::kSet:
+          break;
+      }
+      if (w.ttl.kind == Ttl::Kind::kDrop) {  // Django: a timeout <= 0 keeps nothing
+        if (f.rec != nullptr) v.unlink(f.link, f.off);
+        return Status::Ok();
+      }
+      std::int64_t count = sh.item_count.load(std::memory_order_relaxed);
+      if (may_cull && count >= limits.max_entries) {
+        cull_at = count;  // Django culls before inserting once the count reaches the limit
+      } else {
+        std::int64_t expire = w.ttl.kind == Ttl::Kind::kKeep
+                                  ? (f.rec != nullptr ? f.rec->expire : 0)
+                                  : w.ttl.deadline(now);
+        ++v.header().sets;
+        if (f.rec != nullptr) {
+          std::uint32_t room = ShardView::value_room(f.rec);
+          if (w.data.size() <= room &&
+              room - w.data.size() <= std::max<std::uint32_t>(64, room / 4)) {
+            std::memcpy(v.value_of(f.rec), w.data.data(), w.data.size());
+            f.rec->val_len = static_cast<std::uint32_t>(w.data.size());
+            f.rec->flags = static_cast<std::uint16_t>(w.flags);
+            f.rec->expire = expire;
+            f.rec->cas = v.next_cas();
+            f.rec->ref = 1;
+            return Status::Ok();
+          }
+          v.unlink(f.link, f.off);
+        }
+        auto flags = static_cast<std::uint16_t>(w.flags);
+        if (v.insert(w.key, hash, w.data, {}, flags, expire, now) == ShardView::kNone) {
+          recover(v);
+          if (v.insert(w.key, hash, w.data, {}, flags, expire, now) == ShardView::kNone) {
+            return Status::Of(Code::kCorrupt, "shard could not take the value after a reset");
+          }
+        }
+        return Status::Ok();
+      }
+    }
+    // No shard lock is held here: culling takes the shards one at a time.
+    cull_all(cull_at, limits.cull_frequency, now);
+    may_cull = false;
+  }
+}
+
+void ShmStore::cull_all(std::int64_t count, std::int64_t frequency, std::int64_t now) {
+  std::vector<std::uint32_t> quota(shards_.size(), 0);
+  if (frequency == 0) {
+    for (ShardView& v : shards_) {
+      ShardLock lk(*this, v);
+      if (!lk.held()) continue;
+      v.header().evictions += v.header().items.load(std::memory_order_relaxed);
+      v.reset();
+    }
+    return;
+  }
+  std::int64_t target = count / frequency;
+  if (target <= 0) return;
+  std::vector<std::uint32_t> items(shards_.size());
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    items[i] = shards_[i].header().items.load(std::memory_order_relaxed);
+    total += items[i];
+  }
+  if (total == 0) return;
+  std::uint64_t assigned = 0;
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    quota[i] = static_cast<std::uint32_t>(static_cast<std::uint64_t>(target) * items[i] / total);
+    assigned += quota[i];
+  }
+  // Hand out the remainder so exactly `target` entries go, as Django removes.
+  for (std::size_t i = 0; assigned < static_cast<std::uint64_t>(target) && i < 4 * shards_.size();
+       ++i) {
+    std::size_t s = i % shards_.size();
+    if (quota[s] < items[s]) {
+      ++quota[s];
+      ++assigned;
+    }
+  }
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    if (quota[i] == 0) continue;
+    ShardLock lk(*this, shards_[i]);
+    if (!lk.held()) continue;
+    if (!shards_[i].cull(quota[i], now)) recover(shards_[i]);
+  }
+}
+
+Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
+                        std::uint32_t flags, bool prepend) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  for (;;) {
+    std::size_t grow_to = 0;
+    {
+      ShardLock lk(*this, v);
+      NC_LOCKED(lk);
+      auto f = v.find(key, hash, now);
+      if (f.corrupt) {
+        recover(v);
+        return Status::Of(Code::kNotFound);
+      }
+      if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+      if (f.rec->flags != flags) return Status::Of(Code::kTypeMismatch);
+      std::size_t old_len = f.rec->val_len;
+      std::size_t new_len = old_len + data.size();
+      if (new_len > seg_->header()->max_item_size ||
+          align8(sizeof(Record) + key.size() + new_len) > seg_->header()->ring_capacity / 2) {
+        return Status::Of(Code::kTooLarge);
+      }
+      if (!prepend && ShardView::value_room(f.rec) >= new_len) {
+        ++v.header().sets;
+        std::memcpy(v.value_of(f.rec) + old_len, data.data(), data.size());
+        f.rec->val_len = static_cast<std::uint32_t>(new_len);
+        f.rec->cas = v.next_cas();
+        return Status::Ok();
+      }
+      // The old record may move or be overwritten while room is made, so its value is
+      // copied out first; the buffer only grows with no lock held.
+      if (concat_scratch_.size() >= old_len) {
+        ++v.header().sets;
+        std::memcpy(concat_scratch_.data(), v.value_of(f.rec), old_len);
+        std::int64_t expire = f.rec->expire;
+        std::span<const std::byte> old(concat_scratch_.data(), old_len);
+        v.unlink(f.link, f.off);
+        auto first = prepend ? data : old;
+        auto second = prepend ? old : data;
+        auto fl = static_cast<std::uint16_t>(flags);
+        if (v.insert(key, hash, first, second, fl, expire, now) == ShardView::kNone) recover(v);
+        return Status::Ok();
+      }
+      grow_to = old_len;
+    }
+    concat_scratch_.resize(grow_to);
+  }
+}
+
+Status ShmStore::remove(std::string_view key) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  ShardLock lk(*this, v);
+  NC_LOCKED(lk);
+  auto f = v.find(key, hash, now);
+  if (f.corrupt) {
+    recover(v);
+    return Status::Of(Code::kNotFound);
+  }
+  if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+  v.unlink(f.link, f.off);
+  return Status::Ok();
+}
+
+Status ShmStore::touch(std::string_view key, Ttl ttl) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  ShardLock lk(*this, v);
+  NC_LOCKED(lk);
+  auto f = v.find(key, hash, now);
+  if (f.corrupt) {
+    recover(v);
+    return Status::Of(Code::kNotFound);
+  }
+  if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+  if (ttl.kind == Ttl::Kind::kDrop) {
+    v.unlink(f.link, f.off);
+  } else if (ttl.kind != Ttl::Kind::kKeep) {
+    f.rec->expire = ttl.deadline(now);
+  }
+  return Status::Ok();
+}
+
+Status ShmStore::incr(std::string_view key, std::int64_t delta, std::int64_t& result) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  ShardLock lk(*this, v);
+  NC_LOCKED(lk);
+  auto f = v.find(key, hash, now);
+  if (f.corrupt) {
+    recover(v);
+    return Status::Of(Code::kNotFound);
+  }
+  if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+  if (f.rec->flags != codec::kLong && f.rec->flags != codec::kInt) {
+    return Status::Of(Code::kNotNumeric);
+  }
+  std::string_view text(reinterpret_cast<const char*>(v.value_of(f.rec)), f.rec->val_len);
+  auto old = codec::parse_int(text);
+  if (!old) return Status::Of(Code::kNotNumeric);
+  std::int64_t updated;
+  if (__builtin_add_overflow(*old, delta, &updated)) return Status::Of(Code::kOverflow);
+  char buf[24];
+  std::size_t n = codec::format_int(updated, buf);
+  ++v.header().sets;
+  if (n <= ShardView::value_room(f.rec)) {
+    std::memcpy(v.value_of(f.rec), buf, n);
+    f.rec->val_len = static_cast<std::uint32_t>(n);
+    f.rec->cas = v.next_cas();
+    f.rec->ref = 1;
+  } else {
+    std::int64_t expire = f.rec->expire;
+    auto flags = f.rec->flags;
+    v.unlink(f.link, f.off);
+    if (v.insert(key, hash, as_bytes({buf, n}), {}, flags, expire, now) == ShardView::kNone) {
+      recover(v);
+      return Status::Of(Code::kNotFound);
+    }
+  }
+  result = updated;
+  return Status::Ok();
+}
+
+Status ShmStore::ttl(std::string_view key, std::int64_t& remaining_ms) {
+  NC_ATTACHED();
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  std::int64_t now = now_ms();
+  ShardLock lk(*this, v);
+  NC_LOCKED(lk);
+  auto f = v.find(key, hash, now);
+  if (f.corrupt) {
+    recover(v);
+    return Status::Of(Code::kNotFound);
+  }
+  if (f.rec == nullptr) return Status::Of(Code::kNotFound);
+  remaining_ms = f.rec->expire == 0 ? -1 : f.rec->expire - now;
+  return Status::Ok();
+}
+
+Status ShmStore::clear() {
+  NC_ATTACHED();
+  for (ShardView& v : shards_) {
+    ShardLock lk(*this, v);
+    if (lk.held()) v.reset();
+  }
+  return Status::Ok();
+}
+
+StoreStats ShmStore::stats() {
+  StoreStats s;
+  if (!ensure_attached().ok()) return s;
+  for (ShardView& v : shards_) {
+    ShardLock lk(*this, v);
+    if (!lk.held()) continue;
+    const ShardHeader& h = v.header();
+    s.hits += h.hits;
+    s.misses += h.misses;
+    s.sets += h.sets;
+    s.evictions += h.evictions;
+    s.expirations += h.expirations;
+    s.items += h.items.load(std::memory_order_relaxed);
+    s.bytes += h.live_bytes;
+  }
+  s.recoveries = seg_->header()->recoveries.load(std::memory_order_relaxed);
+  s.capacity = std::uint64_t{seg_->header()->ring_capacity} * shards_.size();
+  return s;
+}
+
+void ShmStore::debug_hold_lock(std::string_view key, int notify_fd) {
+  std::uint32_t hash;
+  ShardView& v = shard_for(key, hash);
+  ShardLock lk(*this, v);
+  v.scribble_torn_write();
+  char c = 'L';
+  ssize_t rc = ::write(notify_fd, &c, 1);
+  (void)rc;
+  for (;;) ::pause();
+}
+
+}  // namespace nativecache::shm

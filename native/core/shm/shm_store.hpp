@@ -1,0 +1,61 @@
+// The shared-memory store: one named segment, N shards, each under its own robust
+// process-shared mutex. A process killed inside a critical section leaves its shard
+// dirty; the next locker resets that shard (the cache forgets, it never lies or hangs).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/shm/segment.hpp"
+#include "core/shm/shard.hpp"
+#include "core/store.hpp"
+
+namespace nativecache::shm {
+
+class ShmStore final : public Store {
+ public:
+  static Status open(const SegmentOptions& opts, std::unique_ptr<ShmStore>& out,
+                     std::string& detail);
+
+  Status get(std::string_view key, ValueOut& out) override;
+  Status contains(std::string_view key) override;
+  Status store(const Write& w, Mode mode, std::uint64_t cas, const Limits& limits) override;
+  Status concat(std::string_view key, std::span<const std::byte> data, std::uint32_t flags,
+                bool prepend) override;
+  Status remove(std::string_view key) override;
+  Status touch(std::string_view key, Ttl ttl) override;
+  Status incr(std::string_view key, std::int64_t delta, std::int64_t& result) override;
+  Status ttl(std::string_view key, std::int64_t& remaining_ms) override;
+  Status clear() override;
+  StoreStats stats() override;
+  [[nodiscard]] std::size_t max_value_size() const noexcept override;
+
+  const SegmentHeader& header() const noexcept { return *seg_->header(); }
+  std::uint32_t shard_of(std::string_view key) const noexcept;
+  const std::string& name() const noexcept { return opts_.name; }
+
+  // Test hook: takes the key's shard lock, leaves a torn record, writes one byte to
+  // notify_fd and sleeps for ever (the test kills the process).
+  [[noreturn]] void debug_hold_lock(std::string_view key, int notify_fd);
+
+ private:
+  class ShardLock;
+  explicit ShmStore(SegmentOptions opts) : opts_(std::move(opts)) {}
+  Status attach(std::string& detail);
+  Status ensure_attached();
+  ShardView& shard_for(std::string_view key, std::uint32_t& hash) noexcept;
+  void cull_all(std::int64_t count, std::int64_t frequency, std::int64_t now);
+  void recover(ShardView& v) noexcept;
+
+  SegmentOptions opts_;
+  std::unique_ptr<Segment> seg_;
+  // Segments replaced after a mismatch stay mapped until the store goes: another
+  // thread may still be waiting on one of their locks.
+  std::vector<std::unique_ptr<Segment>> retired_;
+  std::vector<ShardView> shards_;
+  std::vector<std::byte> concat_scratch_;
+};
+
+}  // namespace nativecache::shm

@@ -1,0 +1,66 @@
+// The interface every store implements below the one Python binding.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "core/clock.hpp"
+#include "core/status.hpp"
+
+namespace nativecache {
+
+// Where a get copies a value: caller-owned memory, so a store never allocates for it.
+struct ValueOut {
+  std::byte* data = nullptr;
+  std::size_t capacity = 0;
+  std::size_t size = 0;
+  std::uint32_t flags = 0;
+  std::uint64_t cas = 0;
+};
+
+// Django's MAX_ENTRIES / CULL_FREQUENCY, read live from the cache instance per call.
+struct Limits {
+  std::int64_t max_entries = 0;
+  std::int64_t cull_frequency = 3;
+  bool enforce = false;
+};
+
+struct Write {
+  std::string_view key;
+  std::span<const std::byte> data;
+  std::uint32_t flags = 0;
+  Ttl ttl;
+};
+
+enum class Mode : std::uint8_t { kSet, kAdd, kReplace, kCas };
+
+struct StoreStats {
+  std::uint64_t hits = 0, misses = 0, sets = 0, evictions = 0, expirations = 0;
+  std::uint64_t items = 0, bytes = 0, recoveries = 0, capacity = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  // kNotFound on a miss; kBufferTooSmall (with `needed`) when out cannot hold the value.
+  virtual Status get(std::string_view key, ValueOut& out) = 0;
+  virtual Status contains(std::string_view key) = 0;
+  // kExists: add on a live key or a cas token mismatch; kNotFound: replace/cas on a miss.
+  virtual Status store(const Write& w, Mode mode, std::uint64_t cas, const Limits& limits) = 0;
+  // Appends (or prepends) data to a live value with the same flags.
+  virtual Status concat(std::string_view key, std::span<const std::byte> data,
+                        std::uint32_t flags, bool prepend) = 0;
+  virtual Status remove(std::string_view key) = 0;
+  virtual Status touch(std::string_view key, Ttl ttl) = 0;
+  // kNotNumeric when the value is not an integer stored as decimal text.
+  virtual Status incr(std::string_view key, std::int64_t delta, std::int64_t& result) = 0;
+  // remaining_ms = -1 for an entry that never expires.
+  virtual Status ttl(std::string_view key, std::int64_t& remaining_ms) = 0;
+  virtual Status clear() = 0;
+  virtual StoreStats stats() = 0;
+  [[nodiscard]] virtual std::size_t max_value_size() const noexcept = 0;
+};
+
+}  // namespace nativecache

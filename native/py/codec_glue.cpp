@@ -1,0 +1,139 @@
+#include "py/codec_glue.hpp"
+
+#include "core/codec.hpp"
+
+namespace nativecache::py {
+
+namespace {
+constexpr std::size_t kReleaseGilAbove = 64 * 1024;
+constexpr std::size_t kMaxInflated = std::size_t{256} << 20;
+
+std::span<const std::byte> bytes_of(const char* p, Py_ssize_t n) noexcept {
+  return {reinterpret_cast<const std::byte*>(p), static_cast<std::size_t>(n)};
+}
+
+void maybe_compress(const CodecOptions& opts, Encoded& out) {
+  if (opts.compress_min == 0 || out.data.size() < opts.compress_min) return;
+  std::optional<std::string> packed;
+  if (out.data.size() > kReleaseGilAbove) {
+    Py_BEGIN_ALLOW_THREADS
+    packed = codec::compress(out.data, opts.compress_level);
+    Py_END_ALLOW_THREADS
+  } else {
+    packed = codec::compress(out.data, opts.compress_level);
+  }
+  if (!packed) return;
+  out.buf = std::move(*packed);
+  out.data = bytes_of(out.buf.data(), static_cast<Py_ssize_t>(out.buf.size()));
+  out.flags |= codec::kZlib;
+}
+}  // namespace
+
+bool encode_raw(PyObject* value, Encoded& out) {
+  if (PyBytes_CheckExact(value)) {
+    out.flags = codec::kBytes;
+    out.data = bytes_of(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+    return true;
+  }
+  if (PyUnicode_CheckExact(value)) {
+    Py_ssize_t n = 0;
+    const char* p = PyUnicode_AsUTF8AndSize(value, &n);
+    if (p == nullptr) return false;
+    out.flags = codec::kText;
+    out.data = bytes_of(p, n);
+    return true;
+  }
+  PyErr_Format(PyExc_TypeError, "append/prepend take bytes or str, not %.200s",
+               Py_TYPE(value)->tp_name);
+  return false;
+}
+
+bool encode(ModuleState* st, const CodecOptions& opts, PyObject* value, Encoded& out) {
+  if (PyBytes_CheckExact(value)) {
+    out.flags = codec::kBytes;
+    out.data = bytes_of(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+    maybe_compress(opts, out);
+    return true;
+  }
+  if (PyUnicode_CheckExact(value)) {
+    Py_ssize_t n = 0;
+    const char* p = PyUnicode_AsUTF8AndSize(value, &n);
+    if (p != nullptr) {
+      out.flags = codec::kText;
+      out.data = bytes_of(p, n);
+      maybe_compress(opts, out);
+      return true;
+    }
+    PyErr_Clear();  // lone surrogates: pickle keeps them
+  } else if (PyLong_CheckExact(value)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow == 0) {
+      out.buf.resize(24);
+      out.buf.resize(codec::format_int(v, out.buf.data()));
+    } else {
+      Ref text(PyObject_Str(value));
+      Py_ssize_t n = 0;
+      const char* p = text ? PyUnicode_AsUTF8AndSize(text.get(), &n) : nullptr;
+      if (p == nullptr) return false;
+      out.buf.assign(p, static_cast<std::size_t>(n));
+    }
+    out.flags = codec::kLong;
+    out.data = bytes_of(out.buf.data(), static_cast<Py_ssize_t>(out.buf.size()));
+    return true;
+  }
+  PyObject* args[] = {value, st->pickle_protocol};
+  Ref pickled(PyObject_Vectorcall(st->pickle_dumps, args, 2, nullptr));
+  if (!pickled) return false;
+  out.flags = codec::kPickle;
+  out.data = bytes_of(PyBytes_AS_STRING(pickled.get()), PyBytes_GET_SIZE(pickled.get()));
+  out.owner = std::move(pickled);
+  maybe_compress(opts, out);
+  return true;
+}
+
+PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, std::size_t n) {
+  std::string inflated;
+  if (flags & codec::kZlib) {
+    Status s;
+    std::span<const std::byte> in(data, n);
+    if (n > kReleaseGilAbove) {
+      Py_BEGIN_ALLOW_THREADS
+      s = codec::decompress(in, kMaxInflated, inflated);
+      Py_END_ALLOW_THREADS
+    } else {
+      s = codec::decompress(in, kMaxInflated, inflated);
+    }
+    if (!s.ok()) {
+      PyErr_SetString(st->corrupt_data, s.what);
+      return nullptr;
+    }
+    data = reinterpret_cast<const std::byte*>(inflated.data());
+    n = inflated.size();
+  }
+  const char* p = reinterpret_cast<const char*>(data);
+  auto len = static_cast<Py_ssize_t>(n);
+  switch (flags & codec::kTypeMask) {
+    case codec::kBytes:
+      return PyBytes_FromStringAndSize(p, len);
+    case codec::kText:
+      return PyUnicode_DecodeUTF8(p, len, nullptr);
+    case codec::kInt:
+    case codec::kLong: {
+      if (auto v = codec::parse_int({p, n})) return PyLong_FromLongLong(*v);
+      std::string text(p, n);  // big integers: NUL-terminated for PyLong_FromString
+      return PyLong_FromString(text.c_str(), nullptr, 10);
+    }
+    case codec::kPickle: {
+      // A private copy: unpickling may run code that reenters the cache.
+      Ref raw(PyBytes_FromStringAndSize(p, len));
+      if (!raw) return nullptr;
+      return PyObject_CallOneArg(st->pickle_loads, raw.get());
+    }
+    default:
+      PyErr_Format(st->corrupt_data, "stored value has unknown flags %u", flags);
+      return nullptr;
+  }
+}
+
+}  // namespace nativecache::py

@@ -1,0 +1,62 @@
+#include "py/errors.hpp"
+
+#include <cstring>
+
+namespace nativecache::py {
+
+PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
+                       const std::string& detail) {
+  const char* what = !detail.empty() ? detail.c_str() : (s.what ? s.what : "cache error");
+  switch (s.code) {
+    case Code::kOk:
+    case Code::kNotFound:
+    case Code::kExists:
+    case Code::kBufferTooSmall:
+      PyErr_Format(st->cache_error, "unexpected cache status %d", static_cast<int>(s.code));
+      break;
+    case Code::kTooLarge:
+      if (key) {
+        PyErr_Format(st->value_too_large, "value for key %R is too large for the cache%s%s", key,
+                     detail.empty() ? "" : ": ", detail.c_str());
+      } else {
+        PyErr_SetString(st->value_too_large, what);
+      }
+      break;
+    case Code::kBadKey:
+      PyErr_Format(st->invalid_cache_key, "%s%s%R", what, key ? ": " : "", key ? key : Py_None);
+      break;
+    case Code::kTypeMismatch:
+      PyErr_SetString(PyExc_TypeError,
+                      "append/prepend needs a value of the stored type (both bytes or both str)");
+      break;
+    case Code::kNotNumeric:
+    case Code::kOverflow:
+      PyErr_SetString(PyExc_TypeError, what);
+      break;
+    case Code::kInvalidArgument:
+      PyErr_SetString(st->improperly_configured, what);
+      break;
+    case Code::kPermission:
+      PyErr_SetString(st->permission_error, what);
+      break;
+    case Code::kNoSpace:
+      PyErr_SetString(st->storage_full, what);
+      break;
+    case Code::kCorrupt:
+      PyErr_SetString(st->corrupt_data, what);
+      break;
+    case Code::kUnavailable:
+      PyErr_SetString(st->cache_unavailable, what);
+      break;
+    case Code::kIo:
+      if (s.err != 0) {
+        PyErr_Format(st->cache_error, "%s (%s)", what, std::strerror(s.err));
+      } else {
+        PyErr_SetString(st->cache_error, what);
+      }
+      break;
+  }
+  return nullptr;
+}
+
+}  // namespace nativecache::py

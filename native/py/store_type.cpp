@@ -1,0 +1,549 @@
+// Methods of `_native.Store`. Key arguments are always (key, ..., prefix, version):
+// with prefix None the key is final (made by a Python key function); otherwise the
+// Django default key is built and validated natively. Values are encoded before any
+// store lock is taken and decoded after it is released.
+#include "py/store_type.hpp"
+
+#include <cmath>
+#include <vector>
+
+#include "core/shm/shm_store.hpp"
+#include "py/errors.hpp"
+
+namespace nativecache::py {
+
+namespace {
+
+// Values are copied out of a store here, then decoded with no lock held.
+thread_local std::vector<std::byte> t_scratch(16 * 1024);
+
+PyObject* opt_arg(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t i) noexcept {
+  return i < nargs ? args[i] : nullptr;
+}
+
+bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t lo, Py_ssize_t hi) {
+  if (nargs >= lo && nargs <= hi) [[likely]] return true;
+  PyErr_Format(PyExc_TypeError, "Store.%s takes %zd to %zd arguments (%zd given)", name, lo, hi,
+               nargs);
+  return false;
+}
+
+// None: never; a number <= 0: keep nothing; Ellipsis: keep the entry's expiry.
+bool parse_ttl(PyObject* t, Ttl& out) {
+  if (t == Py_None) {
+    out = Ttl::Forever();
+    return true;
+  }
+  if (t == Py_Ellipsis) {
+    out = Ttl::Keep();
+    return true;
+  }
+  constexpr double kMaxSeconds = 100.0 * 365 * 86400;  // beyond this, "never" in practice
+  double seconds;
+  if (PyLong_Check(t)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(t, &overflow);
+    if (v == -1 && PyErr_Occurred()) return false;
+    if (overflow != 0) {
+      out = overflow > 0 ? Ttl::Forever() : Ttl::Drop();
+      return true;
+    }
+    seconds = static_cast<double>(v);
+  } else {
+    seconds = PyFloat_AsDouble(t);
+    if (seconds == -1.0 && PyErr_Occurred()) return false;
+    if (std::isnan(seconds)) {
+      PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+      return false;
+    }
+  }
+  if (seconds <= 0) {
+    out = Ttl::Drop();
+  } else if (seconds >= kMaxSeconds) {
+    out = Ttl::Forever();
+  } else {
+    out = Ttl::Relative(std::max<std::int64_t>(1, std::llround(seconds * 1000.0)));
+  }
+  return true;
+}
+
+bool parse_limits(PyObject* max_entries, PyObject* cull, Limits& out) {
+  if (max_entries == Py_None) {
+    out.enforce = false;
+    return true;
+  }
+  out.enforce = true;
+  out.max_entries = PyLong_AsLongLong(max_entries);
+  if (out.max_entries == -1 && PyErr_Occurred()) return false;
+  out.cull_frequency = PyLong_AsLongLong(cull);
+  return !(out.cull_frequency == -1 && PyErr_Occurred());
+}
+
+// Copies key's value into the thread's scratch buffer, growing it as needed.
+Status fetch_raw(StoreObject* self, std::string_view key, ValueOut& out) {
+  for (;;) {
+    out.data = t_scratch.data();
+    out.capacity = t_scratch.size();
+    Status s = self->store->get(key, out);
+    if (s.code != Code::kBufferTooSmall) return s;
+    t_scratch.resize(static_cast<std::size_t>(s.needed));
+  }
+}
+
+// The decoded value, `dflt` (new reference) on a miss, nullptr on error.
+PyObject* fetch(StoreObject* self, std::string_view key, PyObject* dflt) {
+  ValueOut out;
+  Status s = fetch_raw(self, key, out);
+  if (s.ok()) return decode(self->st, out.flags, out.data, out.size);
+  if (s.code == Code::kNotFound) return Py_NewRef(dflt);
+  return raise_status(self->st, s);
+}
+
+PyObject* key_object(std::string_view k) {
+  return PyUnicode_DecodeUTF8(k.data(), static_cast<Py_ssize_t>(k.size()), "surrogatepass");
+}
+
+PyObject* raise_for_key(StoreObject* self, const Status& s, std::string_view key) {
+  Ref k(key_object(key));
+  if (!k) return nullptr;
+  std::string detail;
+  if (s.code == Code::kTooLarge) {
+    detail = "the limit is " + std::to_string(self->store->max_value_size()) +
+             " bytes per value (MAX_ITEM_SIZE)";
+  }
+  return raise_status(self->st, s, k.get(), detail);
+}
+
+bool encode_checked(StoreObject* self, PyObject* value, Encoded& enc, std::string_view key) {
+  if (!encode(self->st, self->codec, value, enc)) return false;
+  if (enc.data.size() > self->store->max_value_size()) {
+    raise_for_key(self, Status::Of(Code::kTooLarge), key);
+    return false;
+  }
+  return true;
+}
+
+#define NC_KEY(kb, keyobj, pi)                                                            \
+  KeyBuf kb;                                                                              \
+  if (!build_key(self->st, keyobj, opt_arg(args, nargs, pi), opt_arg(args, nargs, (pi) + 1), \
+                 self->policy, kb)) {                                                      \
+    return nullptr;                                                                        \
+  }
+
+PyObject* Store_get(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("get", nargs, 2, 4)) return nullptr;
+    NC_KEY(kb, args[0], 2);
+    return fetch(self, kb.view(), args[1]);
+  });
+}
+
+PyObject* Store_gets(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("gets", nargs, 2, 4)) return nullptr;
+    NC_KEY(kb, args[0], 2);
+    ValueOut out;
+    Status s = fetch_raw(self, kb.view(), out);
+    if (s.code == Code::kNotFound) return Py_BuildValue("(OO)", args[1], Py_None);
+    if (!s.ok()) return raise_status(self->st, s);
+    std::uint64_t token = out.cas;
+    Ref v(decode(self->st, out.flags, out.data, out.size));
+    if (!v) return nullptr;
+    return Py_BuildValue("(NK)", v.release(), static_cast<unsigned long long>(token));
+  });
+}
+
+PyObject* Store_has(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("has", nargs, 1, 3)) return nullptr;
+    NC_KEY(kb, args[0], 1);
+    Status s = self->store->contains(kb.view());
+    if (s.ok()) Py_RETURN_TRUE;
+    if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+    return raise_status(self->st, s);
+  });
+}
+
+// set/add: (key, value, timeout, max_entries, cull_frequency[, prefix, version])
+PyObject* store_with_limits(StoreObject* self, PyObject* const* args, Py_ssize_t nargs,
+                            Mode mode, const char* name) {
+  if (!check_nargs(name, nargs, 5, 7)) return nullptr;
+  NC_KEY(kb, args[0], 5);
+  Write w;
+  Limits limits;
+  if (!parse_ttl(args[2], w.ttl) || !parse_limits(args[3], args[4], limits)) return nullptr;
+  Encoded enc;
+  if (!encode_checked(self, args[1], enc, kb.view())) return nullptr;
+  w.key = kb.view();
+  w.data = enc.data;
+  w.flags = enc.flags;
+  Status s = self->store->store(w, mode, 0, limits);
+  if (s.ok()) return mode == Mode::kSet ? Py_NewRef(Py_None) : Py_NewRef(Py_True);
+  if (s.code == Code::kExists) Py_RETURN_FALSE;
+  return raise_for_key(self, s, kb.view());
+}
+
+PyObject* Store_set(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&] { return store_with_limits(self, args, nargs, Mode::kSet, "set"); });
+}
+
+PyObject* Store_add(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&] { return store_with_limits(self, args, nargs, Mode::kAdd, "add"); });
+}
+
+PyObject* Store_replace(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("replace", nargs, 3, 5)) return nullptr;
+    NC_KEY(kb, args[0], 3);
+    Write w;
+    if (!parse_ttl(args[2], w.ttl)) return nullptr;
+    Encoded enc;
+    if (!encode_checked(self, args[1], enc, kb.view())) return nullptr;
+    w.key = kb.view();
+    w.data = enc.data;
+    w.flags = enc.flags;
+    Status s = self->store->store(w, Mode::kReplace, 0, Limits{});
+    if (s.ok()) Py_RETURN_TRUE;
+    if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+    return raise_for_key(self, s, kb.view());
+  });
+}
+
+// cas: (key, value, timeout, token[, prefix, version])
+PyObject* Store_cas(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("cas", nargs, 4, 6)) return nullptr;
+    NC_KEY(kb, args[0], 4);
+    Write w;
+    if (!parse_ttl(args[2], w.ttl)) return nullptr;
+    unsigned long long token = PyLong_AsUnsignedLongLong(args[3]);
+    if (token == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+    Encoded enc;
+    if (!encode_checked(self, args[1], enc, kb.view())) return nullptr;
+    w.key = kb.view();
+    w.data = enc.data;
+    w.flags = enc.flags;
+    Status s = self->store->store(w, Mode::kCas, token, Limits{});
+    if (s.ok()) Py_RETURN_TRUE;
+    if (s.code == Code::kNotFound || s.code == Code::kExists) Py_RETURN_FALSE;
+    return raise_for_key(self, s, kb.view());
+  });
+}
+
+PyObject* concat(StoreObject* self, PyObject* const* args, Py_ssize_t nargs, bool prepend) {
+  if (!check_nargs(prepend ? "prepend" : "append", nargs, 2, 4)) return nullptr;
+  NC_KEY(kb, args[0], 2);
+  Encoded enc;
+  if (!encode_raw(args[1], enc)) return nullptr;
+  Status s = self->store->concat(kb.view(), enc.data, enc.flags, prepend);
+  if (s.ok()) Py_RETURN_TRUE;
+  if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+  return raise_for_key(self, s, kb.view());
+}
+
+PyObject* Store_append(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&] { return concat(self, args, nargs, false); });
+}
+
+PyObject* Store_prepend(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&] { return concat(self, args, nargs, true); });
+}
+
+PyObject* Store_delete(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("delete", nargs, 1, 3)) return nullptr;
+    NC_KEY(kb, args[0], 1);
+    Status s = self->store->remove(kb.view());
+    if (s.ok()) Py_RETURN_TRUE;
+    if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+    return raise_status(self->st, s);
+  });
+}
+
+PyObject* Store_touch(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("touch", nargs, 2, 4)) return nullptr;
+    NC_KEY(kb, args[0], 2);
+    Ttl ttl;
+    if (!parse_ttl(args[1], ttl)) return nullptr;
+    Status s = self->store->touch(kb.view(), ttl);
+    if (s.ok()) Py_RETURN_TRUE;
+    if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+    return raise_status(self->st, s);
+  });
+}
+
+// incr: (key, delta[, prefix, version]). NotImplemented when the stored value or delta
+// is not a 64-bit integer: the caller then adds in Python under cas.
+PyObject* Store_incr(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("incr", nargs, 2, 4)) return nullptr;
+    NC_KEY(kb, args[0], 2);
+    if (!PyLong_CheckExact(args[1])) return Py_NewRef(Py_NotImplemented);
+    int overflow = 0;
+    long long delta = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (overflow != 0) return Py_NewRef(Py_NotImplemented);
+    if (delta == -1 && PyErr_Occurred()) return nullptr;
+    std::int64_t result = 0;
+    Status s = self->store->incr(kb.view(), delta, result);
+    if (s.ok()) return PyLong_FromLongLong(result);
+    if (s.code == Code::kNotFound) {
+      PyErr_Format(PyExc_ValueError, "Key '%S' not found", args[0]);
+      return nullptr;
+    }
+    if (s.code == Code::kNotNumeric || s.code == Code::kOverflow) {
+      return Py_NewRef(Py_NotImplemented);
+    }
+    return raise_status(self->st, s);
+  });
+}
+
+// Seconds left (float), None for no expiry, 0 for a missing key.
+PyObject* Store_ttl(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("ttl", nargs, 1, 3)) return nullptr;
+    NC_KEY(kb, args[0], 1);
+    std::int64_t ms = 0;
+    Status s = self->store->ttl(kb.view(), ms);
+    if (s.code == Code::kNotFound) return PyLong_FromLong(0);
+    if (!s.ok()) return raise_status(self->st, s);
+    if (ms < 0) Py_RETURN_NONE;
+    return PyFloat_FromDouble(static_cast<double>(ms) / 1000.0);
+  });
+}
+
+// get_many: (keys[, prefix, version]) -> {key: value} for the keys present.
+PyObject* Store_get_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("get_many", nargs, 1, 3)) return nullptr;
+    Ref it(PyObject_GetIter(args[0]));
+    if (!it) return nullptr;
+    Ref result(PyDict_New());
+    if (!result) return nullptr;
+    KeyBuf kb;
+    while (Ref key{PyIter_Next(it.get())}) {
+      if (!build_key(self->st, key.get(), opt_arg(args, nargs, 1), opt_arg(args, nargs, 2),
+                     self->policy, kb)) {
+        return nullptr;
+      }
+      ValueOut out;
+      Status s = fetch_raw(self, kb.view(), out);
+      if (s.code == Code::kNotFound) continue;
+      if (!s.ok()) return raise_status(self->st, s);
+      Ref v(decode(self->st, out.flags, out.data, out.size));
+      if (!v || PyDict_SetItem(result.get(), key.get(), v.get()) < 0) return nullptr;
+    }
+    if (PyErr_Occurred()) return nullptr;
+    return result.release();
+  });
+}
+
+// set_many: (mapping, timeout, max_entries, cull_frequency[, prefix, version]) -> [].
+// Every value is encoded and size-checked before the first write, so a bad value
+// changes nothing.
+PyObject* Store_set_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("set_many", nargs, 4, 6)) return nullptr;
+    Ttl ttl;
+    Limits limits;
+    if (!parse_ttl(args[1], ttl) || !parse_limits(args[2], args[3], limits)) return nullptr;
+    Ref items(PyMapping_Items(args[0]));
+    if (!items) return nullptr;
+    Py_ssize_t n = PyList_GET_SIZE(items.get());
+    std::vector<KeyBuf> keys(static_cast<std::size_t>(n));
+    std::vector<Encoded> values(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* pair = PyList_GET_ITEM(items.get(), i);
+      auto idx = static_cast<std::size_t>(i);
+      if (!build_key(self->st, PyTuple_GET_ITEM(pair, 0), opt_arg(args, nargs, 4),
+                     opt_arg(args, nargs, 5), self->policy, keys[idx]) ||
+          !encode_checked(self, PyTuple_GET_ITEM(pair, 1), values[idx], keys[idx].view())) {
+        return nullptr;
+      }
+    }
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      Write w{keys[i].view(), values[i].data, values[i].flags, ttl};
+      Status s = self->store->store(w, Mode::kSet, 0, limits);
+      if (!s.ok()) return raise_for_key(self, s, keys[i].view());
+    }
+    return PyList_New(0);
+  });
+}
+
+PyObject* Store_delete_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("delete_many", nargs, 1, 3)) return nullptr;
+    Ref it(PyObject_GetIter(args[0]));
+    if (!it) return nullptr;
+    KeyBuf kb;
+    while (Ref key{PyIter_Next(it.get())}) {
+      if (!build_key(self->st, key.get(), opt_arg(args, nargs, 1), opt_arg(args, nargs, 2),
+                     self->policy, kb)) {
+        return nullptr;
+      }
+      Status s = self->store->remove(kb.view());
+      if (!s.ok() && s.code != Code::kNotFound) return raise_status(self->st, s);
+    }
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+  });
+}
+
+PyObject* Store_make_key(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("make_key", nargs, 3, 3)) return nullptr;
+    NC_KEY(kb, args[0], 1);
+    return key_object(kb.view());
+  });
+}
+
+PyObject* Store_clear(StoreObject* self, PyObject*) {
+  return guard([&]() -> PyObject* {
+    Status s = self->store->clear();
+    if (!s.ok()) return raise_status(self->st, s);
+    Py_RETURN_NONE;
+  });
+}
+
+PyObject* Store_stats(StoreObject* self, PyObject*) {
+  return guard([&]() -> PyObject* {
+    StoreStats s = self->store->stats();
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsK}", "hits", s.hits, "misses", s.misses, "sets",
+                         s.sets, "evictions", s.evictions, "expirations", s.expirations, "items",
+                         s.items, "bytes", s.bytes, "recoveries", s.recoveries, "capacity",
+                         s.capacity);
+  });
+}
+
+// Where things are in the segment, for tests that damage it on purpose.
+PyObject* Store_layout(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (self->shm == nullptr) {
+      PyErr_SetString(PyExc_TypeError, "not a shared-memory store");
+      return nullptr;
+    }
+    if (!check_nargs("_layout", nargs, 0, 1)) return nullptr;
+    const shm::SegmentHeader& h = self->shm->header();
+    long shard = -1;
+    if (nargs == 1) {
+      KeyBuf kb;
+      if (!build_key(self->st, args[0], nullptr, nullptr, self->policy, kb)) return nullptr;
+      shard = static_cast<long>(self->shm->shard_of(kb.view()));
+    }
+    return Py_BuildValue(
+        "{sssKsKsKsIsIsIsIsKsl}", "name", self->shm->name().c_str(), "total_size",
+        static_cast<unsigned long long>(h.total_size), "shards_offset",
+        static_cast<unsigned long long>(h.shards_offset), "shard_stride",
+        static_cast<unsigned long long>(h.shard_stride), "n_shards", h.n_shards, "bucket_count",
+        h.bucket_count, "ring_capacity", h.ring_capacity, "max_item_size", h.max_item_size,
+        "ring_offset", static_cast<unsigned long long>(shm::ring_offset(h.bucket_count)),
+        "shard", shard);
+  });
+}
+
+PyObject* Store_debug_hold_lock(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (self->shm == nullptr || !check_nargs("_debug_hold_lock", nargs, 2, 2)) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "not a shared-memory store");
+      return nullptr;
+    }
+    KeyBuf kb;
+    if (!build_key(self->st, args[0], nullptr, nullptr, self->policy, kb)) return nullptr;
+    int fd = static_cast<int>(PyLong_AsLong(args[1]));
+    if (fd == -1 && PyErr_Occurred()) return nullptr;
+    self->shm->debug_hold_lock(kb.view(), fd);
+  });
+}
+
+PyObject* Store_get_max_value_size(StoreObject* self, void*) {
+  return PyLong_FromSize_t(self->store->max_value_size());
+}
+
+PyObject* Store_get_name(StoreObject* self, void*) {
+  if (self->shm == nullptr) Py_RETURN_NONE;
+  return PyUnicode_FromString(self->shm->name().c_str());
+}
+
+void Store_dealloc(StoreObject* self) {
+  PyTypeObject* tp = Py_TYPE(self);
+  delete self->store;
+  Py_XDECREF(self->module);
+  tp->tp_free(reinterpret_cast<PyObject*>(self));
+  Py_DECREF(tp);
+}
+
+#define FAST(name, fn, doc) \
+  {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn)), METH_FASTCALL, doc}
+#define NOARGS(name, fn, doc) \
+  {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn)), METH_NOARGS, doc}
+
+PyMethodDef store_methods[] = {
+    FAST("get", Store_get, "get(key, default[, prefix, version])"),
+    FAST("gets", Store_gets, "gets(key, default[, prefix, version]) -> (value, token)"),
+    FAST("has", Store_has, "has(key[, prefix, version]) -> bool"),
+    FAST("set", Store_set, "set(key, value, timeout, max_entries, cull_frequency[, prefix, version])"),
+    FAST("add", Store_add, "add(key, value, timeout, max_entries, cull_frequency[, prefix, version])"),
+    FAST("replace", Store_replace, "replace(key, value, timeout[, prefix, version]) -> bool"),
+    FAST("cas", Store_cas, "cas(key, value, timeout, token[, prefix, version]) -> bool"),
+    FAST("append", Store_append, "append(key, data[, prefix, version]) -> bool"),
+    FAST("prepend", Store_prepend, "prepend(key, data[, prefix, version]) -> bool"),
+    FAST("delete", Store_delete, "delete(key[, prefix, version]) -> bool"),
+    FAST("touch", Store_touch, "touch(key, timeout[, prefix, version]) -> bool"),
+    FAST("incr", Store_incr, "incr(key, delta[, prefix, version]) -> int | NotImplemented"),
+    FAST("ttl", Store_ttl, "ttl(key[, prefix, version]) -> seconds | None | 0"),
+    FAST("get_many", Store_get_many, "get_many(keys[, prefix, version]) -> dict"),
+    FAST("set_many", Store_set_many,
+         "set_many(mapping, timeout, max_entries, cull_frequency[, prefix, version]) -> []"),
+    FAST("delete_many", Store_delete_many, "delete_many(keys[, prefix, version])"),
+    FAST("make_key", Store_make_key, "make_key(key, prefix, version) -> str"),
+    NOARGS("clear", Store_clear, "clear()"),
+    NOARGS("stats", Store_stats, "stats() -> dict"),
+    FAST("_layout", Store_layout, "segment layout (tests)"),
+    FAST("_debug_hold_lock", Store_debug_hold_lock, "hold a shard lock for ever (tests)"),
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef store_getset[] = {
+    {"max_value_size", reinterpret_cast<getter>(Store_get_max_value_size), nullptr,
+     "largest encoded value the store takes", nullptr},
+    {"name", reinterpret_cast<getter>(Store_get_name), nullptr, "segment name", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot store_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(Store_dealloc)},
+    {Py_tp_methods, store_methods},
+    {Py_tp_getset, store_getset},
+    {Py_tp_doc, const_cast<char*>("A native cache store (see django_nativecache.backends).")},
+    {0, nullptr},
+};
+
+PyType_Spec store_spec = {
+    "django_nativecache._native.Store",
+    sizeof(StoreObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    store_slots,
+};
+
+}  // namespace
+
+PyTypeObject* make_store_type(PyObject* module) {
+  return reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &store_spec, nullptr));
+}
+
+PyObject* wrap_store(PyObject* module, std::unique_ptr<Store> store, shm::ShmStore* shm,
+                     CodecOptions codec, KeyPolicy policy) {
+  ModuleState* st = state_of(module);
+  auto* self = PyObject_New(StoreObject, st->store_type);
+  if (self == nullptr) return nullptr;
+  self->store = store.release();
+  self->shm = shm;
+  self->st = st;
+  self->module = Py_NewRef(module);
+  self->codec = codec;
+  self->policy = policy;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+}  // namespace nativecache::py
