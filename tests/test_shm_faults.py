@@ -1,0 +1,164 @@
+"""Crash safety and damage: a process killed while holding a shard lock, a segment
+whose header or offsets were overwritten. The cache may forget; it never hangs,
+crashes or returns a value that was not stored."""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing as mp
+import os
+import select
+import signal
+import struct
+import time
+
+import pytest
+
+from django_nativecache.backends import shm
+from django_nativecache.exceptions import CorruptData
+from tests import shmutil
+
+SHARD_HEADER_BYTES = 256
+
+
+@pytest.fixture
+def location():
+    loc = shmutil.unique_location("fault")
+    cache = shmutil.build(loc, SHARDS=4)
+    yield loc
+    cache.delete_segment()
+
+
+def _segment_path(cache) -> str:
+    return f"/dev/shm/{cache.segment}"
+
+
+def _hold_lock(location: str, key: str, fd: int) -> None:
+    cache = shmutil.build(location, SHARDS=4)
+    cache._store._debug_hold_lock(cache._store.make_key(key, "", 1), fd)
+
+
+def _blocked_reader(location: str, key: str, started, results) -> None:
+    cache = shmutil.build(location, SHARDS=4)
+    started.set()
+    value = cache.get(key, "miss")
+    results.put((time.monotonic(), value))
+
+
+def test_process_killed_holding_a_shard_lock(location):
+    cache = shmutil.build(location, SHARDS=4)
+    values = {f"key{i}": f"value {i}" * (i % 7 + 1) for i in range(200)}
+    cache.set_many(values)
+    held_shard = cache._store._layout(cache._store.make_key("key0", "", 1))["shard"]
+    shard_of = {k: cache._store._layout(cache._store.make_key(k, "", 1))["shard"] for k in values}
+
+    ctx = mp.get_context("fork")
+    read_fd, write_fd = os.pipe()
+    holder = ctx.Process(target=_hold_lock, args=(location, "key0", write_fd))
+    holder.start()
+    ready, _, _ = select.select([read_fd], [], [], 30)
+    assert ready, "the holder never took the lock"
+    assert os.read(read_fd, 1) == b"L"
+
+    # Another process queues up on the held lock and must not return while it is held.
+    started, results = ctx.Event(), ctx.Queue()
+    reader = ctx.Process(target=_blocked_reader, args=(location, "key0", started, results))
+    reader.start()
+    assert started.wait(30)
+    time.sleep(0.5)
+    assert results.empty(), "a reader got through a lock held by another process"
+
+    killed_at = time.monotonic()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(30)
+    done_at, seen = results.get(timeout=30)
+    reader.join(30)
+    assert done_at - killed_at < 1.0
+    assert seen in ("miss", values["key0"])
+
+    start = time.monotonic()
+    for key, value in values.items():
+        got = cache.get(key, "miss")
+        if shard_of[key] == held_shard:
+            assert got in ("miss", value)  # that shard was reset: forgotten, not wrong
+        else:
+            assert got == value  # other shards are untouched
+    assert time.monotonic() - start < 1.0
+    assert cache.stats()["recoveries"] >= 1
+    cache.set("key0", "after")
+    assert cache.get("key0") == "after"
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_wrong_magic_is_recreated_not_read(location):
+    cache = shmutil.build(location, SHARDS=4)
+    cache.set("k", "v")
+    path = _segment_path(cache)
+    inode = os.stat(path).st_ino
+    with open(path, "r+b") as f:
+        f.write(b"NOTMAGIC")
+    assert cache.get("k") is None  # the damaged segment is left, a fresh one made
+    assert os.stat(path).st_ino != inode
+    cache.set("k", "v2")
+    assert cache.get("k") == "v2"
+
+
+def _attach_and_read(location: str, results) -> None:
+    results.put(shmutil.build(location, SHARDS=4).get("k", "miss"))
+
+
+def test_wrong_layout_version_is_recreated_by_the_next_process(location):
+    cache = shmutil.build(location, SHARDS=4)
+    cache.set("k", "v")
+    with open(_segment_path(cache), "r+b") as f:
+        f.seek(8)
+        f.write(struct.pack("<I", 999))
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    p = ctx.Process(target=_attach_and_read, args=(location, results))
+    p.start()
+    assert results.get(timeout=60) == "miss"
+    p.join(60)
+    # This process was attached to the old segment: it is told to move to the new one.
+    assert cache.get("k") is None
+    cache.set("k", "again")
+    assert cache.get("k") == "again"
+
+
+def test_mismatch_fails_clearly_when_asked_to(location):
+    cache = shmutil.build(location, SHARDS=4)
+    with open(_segment_path(cache), "r+b") as f:
+        f.write(b"NOTMAGIC")
+    shm._segments.pop(cache.segment)
+    with pytest.raises(CorruptData, match="wrong magic"):
+        shmutil.build(location, SHARDS=4, ON_MISMATCH="fail")
+
+
+def _damage(cache, key: str, where: str) -> int:
+    layout = cache._store._layout(cache._store.make_key(key, "", 1))
+    base = layout["shards_offset"] + layout["shard"] * layout["shard_stride"]
+    with open(_segment_path(cache), "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        if where == "buckets":
+            start = base + SHARD_HEADER_BYTES
+            m[start : start + layout["bucket_count"] * 4] = b"\xfe\xff\xff\x7f" * layout["bucket_count"]
+        else:
+            start = base + layout["ring_offset"]
+            size = min(layout["ring_capacity"], 64 * 1024)
+            m[start : start + size] = os.urandom(size)
+    return layout["shard"]
+
+
+@pytest.mark.parametrize("where", ["buckets", "ring"])
+def test_corrupt_offsets_reset_the_shard_never_crash(location, where):
+    cache = shmutil.build(location, SHARDS=4)
+    values = {f"k{i}": os.urandom(i % 300 + 1) for i in range(300)}
+    cache.set_many(values)
+    before = cache.stats()["recoveries"]
+    _damage(cache, "k1", where)
+    for _ in range(2):
+        for key, value in values.items():
+            assert cache.get(key, "miss") in ("miss", value)
+    cache.set_many(values)
+    assert cache.get_many(list(values)) == values
+    assert cache.stats()["recoveries"] > before
