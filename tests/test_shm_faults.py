@@ -130,7 +130,7 @@ def test_mismatch_fails_clearly_when_asked_to(location):
     cache = shmutil.build(location, SHARDS=4)
     with open(_segment_path(cache), "r+b") as f:
         f.write(b"NOTMAGIC")
-    shm._segments.pop(cache.segment)
+    shm.detach(cache.segment)
     with pytest.raises(CorruptData, match="wrong magic"):
         shmutil.build(location, SHARDS=4, ON_MISMATCH="fail")
 

@@ -71,6 +71,18 @@ def attach(name: str, options: dict[str, Any]) -> _native.Store:
         return store
 
 
+def attached_segments() -> list[str]:
+    """Names of the segments this process has attached to."""
+    with _segments_lock:
+        return list(_segments)
+
+
+def detach(name: str) -> None:
+    """Forget this process's attachment, so the next cache instance attaches afresh."""
+    with _segments_lock:
+        _segments.pop(name, None)
+
+
 def unlink(name: str) -> None:
     """Remove a segment by name; processes still attached reattach to a fresh one."""
     with _segments_lock:

@@ -1,0 +1,1 @@
+"""Django's own cache tests, re-pointed at this project's backends."""

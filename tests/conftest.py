@@ -1,0 +1,41 @@
+"""Shared pytest configuration.
+
+pytest-django loads ``tests.settings`` (``DJANGO_SETTINGS_MODULE`` in pyproject.toml)
+and sets Django up before this file is read; the hook below is the fallback when
+pytest runs without that configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    from django.conf import settings
+
+    # Loading the settings fetches Django's cache tests and puts them on sys.path;
+    # pytest-django's own pytest_configure (trylast) then calls django.setup().
+    settings.INSTALLED_APPS  # noqa: B018
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the shared-memory segments this process attached.
+
+    Test LOCATIONs carry the pytest process id, so these segments belong to this run
+    alone and would otherwise stay in /dev/shm until reboot.
+    """
+    shm = sys.modules.get("django_nativecache.backends.shm")
+    if shm is None:
+        return
+    for name in shm.attached_segments():
+        try:
+            shm.unlink(name)
+        except Exception as exc:  # a leftover segment must not fail the run
+            warnings.warn(f"could not remove shared-memory segment {name}: {exc}", stacklevel=1)
