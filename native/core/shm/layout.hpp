@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace nativecache::shm {
 
@@ -71,6 +72,12 @@ struct Record {
   std::uint64_t cas;
 };
 static_assert(sizeof(Record) == 40);
+
+// memcpy that accepts an empty source: an empty span or string_view may hold nullptr,
+// which memcpy must never be given, even for zero bytes.
+inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
+  if (n != 0) std::memcpy(dst, src, n);
+}
 
 inline constexpr std::uint32_t align8(std::uint64_t n) noexcept {
   return static_cast<std::uint32_t>((n + 7) & ~std::uint64_t{7});

@@ -146,7 +146,17 @@ bool ShardView::evict_at_tail(bool second_chance, std::int64_t now,
   return true;
 }
 
+bool ShardView::ring_sane() const noexcept {
+  std::uint32_t head = h_->head, tail = h_->tail, used = h_->used;
+  if (head >= cap_ || tail >= cap_ || used > cap_ || head % 8 != 0 || tail % 8 != 0) {
+    return false;
+  }
+  if (head == tail) return used == 0 || used == cap_;
+  return used == (head > tail ? head - tail : cap_ - tail + head);
+}
+
 std::uint32_t ShardView::reserve(std::uint32_t n, std::int64_t now) noexcept {
+  if (!ring_sane()) return kNone;
   std::uint32_t second_chances = kSecondChancesPerCall;
   const std::uint64_t guard = std::uint64_t{cap_} / 8 + 1024;
   for (std::uint64_t i = 0; i < guard; ++i) {
@@ -190,9 +200,9 @@ std::uint32_t ShardView::insert(std::string_view key, std::uint32_t hash,
   r->expire = expire;
   r->cas = next_cas();
   std::byte* p = key_of(r);
-  std::memcpy(p, key.data(), key.size());
-  if (!first.empty()) std::memcpy(p + key.size(), first.data(), first.size());
-  if (!second.empty()) std::memcpy(p + key.size() + first.size(), second.data(), second.size());
+  copy_bytes(p, key.data(), key.size());
+  copy_bytes(p + key.size(), first.data(), first.size());
+  copy_bytes(p + key.size() + first.size(), second.data(), second.size());
   *bucket = off + 1;
   h_->used += total;
   h_->head = off + total == cap_ ? 0 : off + total;
@@ -203,6 +213,7 @@ std::uint32_t ShardView::insert(std::string_view key, std::uint32_t hash,
 }
 
 bool ShardView::cull(std::uint32_t n, std::int64_t now) noexcept {
+  if (!ring_sane()) return false;
   std::uint32_t removed = 0;
   std::uint32_t second_chances = h_->items.load(std::memory_order_relaxed);
   const std::uint64_t guard = std::uint64_t{cap_} / 8 + 1024;

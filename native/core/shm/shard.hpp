@@ -65,6 +65,8 @@ class ShardView {
   std::uint32_t reserve(std::uint32_t n, std::int64_t now) noexcept;
   bool evict_at_tail(bool second_chance, std::int64_t now, bool* removed_live) noexcept;
   void pad_head() noexcept;
+  // head, tail and used come from shared memory too: in range, aligned and consistent.
+  bool ring_sane() const noexcept;
   void advance_tail(std::uint32_t n) noexcept;
 
   SegmentHeader* seg_;

@@ -137,7 +137,7 @@ Status ShmStore::get(std::string_view key, ValueOut& out) {
     st.needed = f.rec->val_len;
     return st;
   }
-  std::memcpy(out.data, v.value_of(f.rec), f.rec->val_len);
+  copy_bytes(out.data, v.value_of(f.rec), f.rec->val_len);
   out.size = f.rec->val_len;
   out.flags = f.rec->flags;
   out.cas = f.rec->cas;
@@ -210,7 +210,7 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
           std::uint32_t room = ShardView::value_room(f.rec);
           if (w.data.size() <= room &&
               room - w.data.size() <= std::max<std::uint32_t>(64, room / 4)) {
-            std::memcpy(v.value_of(f.rec), w.data.data(), w.data.size());
+            copy_bytes(v.value_of(f.rec), w.data.data(), w.data.size());
             f.rec->val_len = static_cast<std::uint32_t>(w.data.size());
             f.rec->flags = static_cast<std::uint16_t>(w.flags);
             f.rec->expire = expire;
@@ -304,7 +304,7 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
       }
       if (!prepend && ShardView::value_room(f.rec) >= new_len) {
         ++v.header().sets;
-        std::memcpy(v.value_of(f.rec) + old_len, data.data(), data.size());
+        copy_bytes(v.value_of(f.rec) + old_len, data.data(), data.size());
         f.rec->val_len = static_cast<std::uint32_t>(new_len);
         f.rec->cas = v.next_cas();
         return Status::Ok();
@@ -313,7 +313,7 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
       // copied out first; the buffer only grows with no lock held.
       if (concat_scratch_.size() >= old_len) {
         ++v.header().sets;
-        std::memcpy(concat_scratch_.data(), v.value_of(f.rec), old_len);
+        copy_bytes(concat_scratch_.data(), v.value_of(f.rec), old_len);
         std::int64_t expire = f.rec->expire;
         std::span<const std::byte> old(concat_scratch_.data(), old_len);
         v.unlink(f.link, f.off);
