@@ -43,7 +43,7 @@ ShardView::Found ShardView::find(std::string_view key, std::uint32_t hash,
     Record* r = at(off);
     if (r == nullptr || r->kind != kLive) return Found{true};
     if (r->hash == hash && r->key_len == key.size() &&
-        std::memcmp(key_of(r), key.data(), key.size()) == 0) {
+        (key.empty() || std::memcmp(key_of(r), key.data(), key.size()) == 0)) {
       if (expired(r, now)) {
         drop(link, off, true);
         return {};

@@ -1,0 +1,185 @@
+// Helpers shared by the shared-memory store tests: unique segment names, a fixture that
+// unlinks every segment it opened, byte/string conversions and a raw view of a segment.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/codec.hpp"
+#include "core/shm/geometry.hpp"
+#include "core/shm/layout.hpp"
+#include "core/shm/segment.hpp"
+#include "core/shm/shm_store.hpp"
+#include "core/store.hpp"
+
+namespace nctest {
+
+using nativecache::Code;
+using nativecache::Limits;
+using nativecache::Mode;
+using nativecache::Status;
+using nativecache::StoreStats;
+using nativecache::Ttl;
+using nativecache::ValueOut;
+using nativecache::Write;
+using nativecache::shm::SegmentOptions;
+using nativecache::shm::ShmStore;
+
+inline std::span<const std::byte> bytes_of(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+// A name no other test process uses: ctest runs each test in its own process.
+inline std::string unique_name() {
+  static std::atomic<int> counter{0};
+  return "dnc-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+// What a get returned: found or not, the bytes and the flags.
+struct Got {
+  Code code = Code::kOk;
+  std::string value;
+  std::uint32_t flags = 0;
+  std::uint64_t cas = 0;
+  bool hit() const noexcept { return code == Code::kOk; }
+};
+
+// Reads key into a reused buffer, growing it when the store says it is too small.
+inline Got get(ShmStore& s, std::string_view key) {
+  thread_local std::vector<std::byte> buf(4096);
+  ValueOut out{buf.data(), buf.size()};
+  Status st = s.get(key, out);
+  if (st.code == Code::kBufferTooSmall) {
+    buf.resize(st.needed);
+    out = ValueOut{buf.data(), buf.size()};
+    st = s.get(key, out);
+  }
+  Got g;
+  g.code = st.code;
+  if (st.ok()) {
+    g.value.assign(reinterpret_cast<const char*>(buf.data()), out.size);
+    g.flags = out.flags;
+    g.cas = out.cas;
+  }
+  return g;
+}
+
+inline Status put(ShmStore& s, std::string_view key, std::string_view value,
+                  Ttl ttl = Ttl::Forever(), std::uint32_t flags = 0, Mode mode = Mode::kSet,
+                  std::uint64_t cas = 0, const Limits& limits = Limits{}) {
+  Write w{key, bytes_of(value), flags, ttl};
+  return s.store(w, mode, cas, limits);
+}
+
+// prefix followed by i in decimal, e.g. kname("k", 7) == "k7".
+inline std::string kname(std::string_view prefix, long long i) {
+  std::string s(prefix);
+  s += std::to_string(i);
+  return s;
+}
+
+inline std::string num(std::int64_t v) {
+  char buf[24];
+  return std::string(buf, nativecache::codec::format_int(v, buf));
+}
+
+// Opens stores on unique segments and unlinks them all at the end of the test.
+class ShmTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    stores_.clear();
+    for (const std::string& n : names_) {
+      std::string detail;
+      nativecache::shm::Segment::unlink(n, detail);
+    }
+  }
+
+  SegmentOptions options(std::uint64_t size, std::uint32_t shards = 1,
+                         std::uint32_t max_item = 0) {
+    SegmentOptions o;
+    o.name = unique_name();
+    o.size = size;
+    o.shards = shards;
+    o.max_item_size = max_item;
+    names_.push_back(o.name);
+    return o;
+  }
+
+  // Opens (or attaches to) the segment described by o; fails the test on error.
+  ShmStore& open(const SegmentOptions& o) {
+    std::unique_ptr<ShmStore> s;
+    std::string detail;
+    Status st = ShmStore::open(o, s, detail);
+    EXPECT_TRUE(st.ok()) << "open failed: code " << static_cast<int>(st.code) << " " << detail;
+    if (!st.ok()) throw std::runtime_error("cannot open store: " + detail);
+    stores_.push_back(std::move(s));
+    return *stores_.back();
+  }
+
+  ShmStore& make(std::uint64_t size, std::uint32_t shards = 1, std::uint32_t max_item = 0) {
+    return open(options(size, shards, max_item));
+  }
+
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<ShmStore>> stores_;
+};
+
+// The segment mapped a second time with shm_open + mmap, to inspect or damage it.
+class RawMap {
+ public:
+  explicit RawMap(const std::string& name) {
+    int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+    if (fd < 0) return;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+      size_ = static_cast<std::size_t>(st.st_size);
+      void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p != MAP_FAILED) base_ = static_cast<std::byte*>(p);
+    }
+    ::close(fd);
+  }
+  ~RawMap() {
+    if (base_ != nullptr) ::munmap(base_, size_);
+  }
+  RawMap(const RawMap&) = delete;
+  RawMap& operator=(const RawMap&) = delete;
+
+  bool ok() const noexcept { return base_ != nullptr; }
+  std::size_t size() const noexcept { return size_; }
+  nativecache::shm::SegmentHeader& header() const noexcept {
+    return *reinterpret_cast<nativecache::shm::SegmentHeader*>(base_);
+  }
+  std::byte* shard(std::uint32_t i) const noexcept {
+    return base_ + header().shards_offset + header().shard_stride * i;
+  }
+  nativecache::shm::ShardHeader& shard_header(std::uint32_t i) const noexcept {
+    return *reinterpret_cast<nativecache::shm::ShardHeader*>(shard(i));
+  }
+  std::span<std::byte> buckets(std::uint32_t i) const noexcept {
+    return {shard(i) + nativecache::shm::kShardHeaderBytes,
+            std::size_t{header().bucket_count} * sizeof(std::uint32_t)};
+  }
+  std::span<std::byte> ring(std::uint32_t i) const noexcept {
+    return {shard(i) + nativecache::shm::ring_offset(header().bucket_count),
+            header().ring_capacity};
+  }
+
+ private:
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace nctest
