@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -94,6 +96,26 @@ inline std::string kname(std::string_view prefix, long long i) {
 inline std::string num(std::int64_t v) {
   char buf[24];
   return std::string(buf, nativecache::codec::format_int(v, buf));
+}
+
+// Runs fn in a forked child and returns its exit code, or -1 when it is still running after
+// timeout_ms (it is then killed): a check that might hang cannot stall the test binary.
+template <class Fn>
+int run_in_child(Fn fn, int timeout_ms) {
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(fn());
+  if (pid < 0) return -2;
+  for (int waited = 0;; waited += 5) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (waited >= timeout_ms) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    ::usleep(5000);
+  }
 }
 
 // Opens stores on unique segments and unlinks them all at the end of the test.

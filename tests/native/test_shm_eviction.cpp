@@ -158,7 +158,7 @@ class SecondChance : public ShmTest {
     for (int i = 0; i < 200; ++i) ASSERT_TRUE(put(s, name('f', i), value).ok());
   }
   static std::string name(char prefix, int i) {
-    char buf[8];
+    char buf[16];
     std::snprintf(buf, sizeof buf, "%c%03d", prefix, i);
     return buf;
   }

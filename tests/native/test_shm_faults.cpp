@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "core/shm/robust_mutex.hpp"
 #include "shm_test_util.hpp"
 
 namespace {
@@ -529,10 +530,21 @@ TEST_F(Faults, UnrecoverableLockRetiresTheSegment) {
     pthread_mutex_unlock(&raw.shard_header(0).mutex);
     ASSERT_EQ(pthread_mutex_lock(&raw.shard_header(0).mutex), ENOTRECOVERABLE);
   }
+  RawMap old(o.name);  // keeps the retired segment mapped after its name is reused
+  ASSERT_TRUE(old.ok());
   // One call reports it; after that the store lives on in a fresh segment.
   Got g = get(s, "k");
   EXPECT_TRUE(g.code == Code::kUnavailable || g.code == Code::kNotFound)
       << static_cast<int>(g.code);
+  // A process that reached the old shard before the segment was retired is told so too,
+  // rather than left waiting on that lock for ever.
+  int rc = run_in_child(
+      [&] {
+        auto r = nativecache::shm::lock(&old.shard_header(0).mutex);
+        return r == nativecache::shm::LockResult::kUnrecoverable ? 0 : 1;
+      },
+      5000);
+  EXPECT_EQ(rc, 0) << (rc == -1 ? "a second locker hangs on the unrecoverable mutex" : "");
   bool stored = false;
   for (int i = 0; i < 3 && !stored; ++i) stored = put(s, "k", "fresh").ok();
   ASSERT_TRUE(stored);

@@ -1,6 +1,7 @@
 #include "core/shm/robust_mutex.hpp"
 
 #include <cerrno>
+#include <ctime>
 
 namespace nativecache::shm {
 
@@ -11,6 +12,17 @@ LockResult classify(int rc) noexcept {
   if (rc == 0) return LockResult::kAcquired;
   if (rc == EOWNERDEAD) return LockResult::kOwnerDied;
   return LockResult::kUnrecoverable;
+}
+
+// One attempt that never blocks: 0, EOWNERDEAD, ENOTRECOVERABLE, or ETIMEDOUT when held.
+// Not pthread_mutex_trylock: on a robust mutex that is not recoverable, glibc's trylock
+// (2.36 here) returns ENOTRECOVERABLE yet leaves the lock word owned by the caller, so
+// every later locker of that mutex waits for ever. A lock whose deadline has already
+// passed gives trylock's answers without that flaw, and glibc gives them without a
+// system call.
+int lock_now(pthread_mutex_t* m) noexcept {
+  static constexpr timespec kPast{-1, 0};
+  return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &kPast);
 }
 
 inline void cpu_relax() noexcept {
@@ -34,8 +46,8 @@ bool init_robust_mutex(pthread_mutex_t* m) noexcept {
 
 LockResult lock(pthread_mutex_t* m) noexcept {
   for (int spin = 0; spin < 128; ++spin) {
-    int rc = pthread_mutex_trylock(m);
-    if (rc != EBUSY) return classify(rc);
+    int rc = lock_now(m);
+    if (rc != ETIMEDOUT) return classify(rc);
     cpu_relax();
   }
   // Held by someone else for longer than a critical section should take: wait

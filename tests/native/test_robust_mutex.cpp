@@ -1,0 +1,167 @@
+// The process-shared robust mutex: waiting, wait hooks, a dead owner, an unrecoverable state.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "core/shm/robust_mutex.hpp"
+#include "shm_test_util.hpp"
+
+namespace {
+
+using nativecache::shm::init_robust_mutex;
+using nativecache::shm::LockResult;
+using nativecache::shm::mark_consistent;
+using nativecache::shm::set_wait_hooks;
+using nativecache::shm::unlock;
+using nativecache::shm::WaitHooks;
+using nctest::run_in_child;
+using Clock = std::chrono::steady_clock;
+
+// A mutex in memory shared with forked children, as in a segment.
+class RobustMutex : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(p, MAP_FAILED);
+    m_ = static_cast<pthread_mutex_t*>(p);
+    ASSERT_TRUE(init_robust_mutex(m_));
+  }
+  void TearDown() override {
+    set_wait_hooks({});
+    ::munmap(m_, 4096);
+  }
+  // A child takes the lock and exits without releasing it.
+  void orphan() {
+    int rc = run_in_child([&] { return pthread_mutex_lock(m_) == 0 ? 0 : 1; }, 5000);
+    ASSERT_EQ(rc, 0);
+  }
+  pthread_mutex_t* m_ = nullptr;
+};
+
+struct HookCount {
+  static inline std::atomic<int> begins{0}, ends{0}, mismatched{0};
+  static void* begin() {
+    ++begins;
+    return &begins;
+  }
+  static void end(void* token) {
+    if (token != &begins) ++mismatched;
+    ++ends;
+  }
+};
+
+TEST_F(RobustMutex, AcquireAndRelease) {
+  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  unlock(m_);
+  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  unlock(m_);
+}
+
+TEST_F(RobustMutex, WaitsForTheHolderWithHooksAround) {
+  HookCount::begins = HookCount::ends = HookCount::mismatched = 0;
+  set_wait_hooks({HookCount::begin, HookCount::end});
+  // Uncontended: no wait, so no hooks.
+  ASSERT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  unlock(m_);
+  EXPECT_EQ(HookCount::begins.load(), 0);
+
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (pthread_mutex_lock(m_) != 0) ::_exit(1);
+    char c = 'L';
+    if (::write(fds[1], &c, 1) != 1) ::_exit(2);
+    ::usleep(200 * 1000);
+    pthread_mutex_unlock(m_);
+    ::_exit(0);
+  }
+  ASSERT_GT(pid, 0);
+  char c = 0;
+  ASSERT_EQ(::read(fds[0], &c, 1), 1);
+  auto t0 = Clock::now();
+  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  auto waited = Clock::now() - t0;
+  unlock(m_);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_GE(waited, std::chrono::milliseconds(100));
+  EXPECT_EQ(HookCount::begins.load(), 1);
+  EXPECT_EQ(HookCount::ends.load(), 1);
+  EXPECT_EQ(HookCount::mismatched.load(), 0);
+}
+
+TEST_F(RobustMutex, DeadOwnerIsReportedOnceThenRepaired) {
+  orphan();
+  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kOwnerDied);
+  mark_consistent(m_);
+  unlock(m_);
+  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  unlock(m_);
+  // Other processes see an ordinary mutex again.
+  EXPECT_EQ(run_in_child(
+                [&] {
+                  if (nativecache::shm::lock(m_) != LockResult::kAcquired) return 1;
+                  unlock(m_);
+                  return 0;
+                },
+                5000),
+            0);
+}
+
+TEST_F(RobustMutex, OwnerKilledWhileWaiting) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (pthread_mutex_lock(m_) != 0) ::_exit(1);
+    char c = 'L';
+    if (::write(fds[1], &c, 1) != 1) ::_exit(2);
+    for (;;) ::pause();
+  }
+  ASSERT_GT(pid, 0);
+  char c = 0;
+  ASSERT_EQ(::read(fds[0], &c, 1), 1);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  std::atomic<int> result{-1};
+  std::thread waiter([&] { result = static_cast<int>(nativecache::shm::lock(m_)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(result.load(), -1) << "acquired a lock held by a live process";
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  waiter.join();
+  EXPECT_EQ(result.load(), static_cast<int>(LockResult::kOwnerDied));
+  mark_consistent(m_);
+  unlock(m_);
+}
+
+TEST_F(RobustMutex, UnrecoverableIsReportedAndNeverHangs) {
+  orphan();
+  // Someone takes it after the death and releases it without repairing it.
+  ASSERT_EQ(pthread_mutex_lock(m_), EOWNERDEAD);
+  pthread_mutex_unlock(m_);
+  // Every later attempt, here or in another process, says so at once, however often.
+  int rc = run_in_child(
+      [&] {
+        for (int i = 0; i < 3; ++i) {
+          if (nativecache::shm::lock(m_) != LockResult::kUnrecoverable) return 1;
+        }
+        return 0;
+      },
+      5000);
+  EXPECT_EQ(rc, 0) << (rc == -1 ? "lock() hangs on an unrecoverable mutex" : "");
+  for (int i = 0; i < 3; ++i) {
+    rc = run_in_child(
+        [&] { return nativecache::shm::lock(m_) == LockResult::kUnrecoverable ? 0 : 1; }, 5000);
+    EXPECT_EQ(rc, 0) << i << (rc == -1 ? ": hangs" : "");
+  }
+}
+
+}  // namespace
