@@ -320,7 +320,12 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
         auto first = prepend ? data : old;
         auto second = prepend ? old : data;
         auto fl = static_cast<std::uint16_t>(flags);
-        if (v.insert(key, hash, first, second, fl, expire, now) == ShardView::kNone) recover(v);
+        if (v.insert(key, hash, first, second, fl, expire, now) == ShardView::kNone) {
+          recover(v);  // a damaged ring: reset, then the value still goes in
+          if (v.insert(key, hash, first, second, fl, expire, now) == ShardView::kNone) {
+            return Status::Of(Code::kCorrupt, "shard could not take the value after a reset");
+          }
+        }
         return Status::Ok();
       }
       grow_to = old_len;
