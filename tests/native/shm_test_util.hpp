@@ -59,12 +59,13 @@ struct Got {
   bool hit() const noexcept { return code == Code::kOk; }
 };
 
-// Reads key into a reused buffer, growing it when the store says it is too small.
+// Reads key into a reused buffer, growing it while the store says it is too small: another
+// process may replace the value with a larger one between two tries.
 inline Got get(ShmStore& s, std::string_view key) {
   thread_local std::vector<std::byte> buf(4096);
   ValueOut out{buf.data(), buf.size()};
   Status st = s.get(key, out);
-  if (st.code == Code::kBufferTooSmall) {
+  while (st.code == Code::kBufferTooSmall) {
     buf.resize(st.needed);
     out = ValueOut{buf.data(), buf.size()};
     st = s.get(key, out);
