@@ -70,4 +70,55 @@ Status decompress(std::span<const std::byte> data, std::size_t max_size, std::st
   return st;
 }
 
+namespace {
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int sextet(char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+}  // namespace
+
+void base64_encode(std::span<const std::byte> data, std::string& out) {
+  out.reserve(out.size() + (data.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  auto at = [&](std::size_t k) { return static_cast<std::uint32_t>(data[k]); };
+  for (; i + 3 <= data.size(); i += 3) {
+    std::uint32_t v = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
+    out += kAlphabet[v >> 18 & 63];
+    out += kAlphabet[v >> 12 & 63];
+    out += kAlphabet[v >> 6 & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (std::size_t rest = data.size() - i; rest != 0) {
+    std::uint32_t v = at(i) << 16 | (rest == 2 ? at(i + 1) << 8 : 0U);
+    out += kAlphabet[v >> 18 & 63];
+    out += kAlphabet[v >> 12 & 63];
+    out += rest == 2 ? kAlphabet[v >> 6 & 63] : '=';
+    out += '=';
+  }
+}
+
+bool base64_decode(std::string_view text, std::string& out) {
+  if (text.size() % 4 != 0) return false;
+  out.reserve(out.size() + text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    bool last = i + 4 == text.size();
+    int pad = last ? (text[i + 3] == '=') + (text[i + 2] == '=') : 0;
+    int a = sextet(text[i]), b = sextet(text[i + 1]);
+    int c = pad >= 2 ? 0 : sextet(text[i + 2]);
+    int d = pad >= 1 ? 0 : sextet(text[i + 3]);
+    if ((a | b | c | d) < 0) return false;
+    auto v = static_cast<std::uint32_t>(a << 18 | b << 12 | c << 6 | d);
+    out += static_cast<char>(v >> 16 & 0xFF);
+    if (pad < 2) out += static_cast<char>(v >> 8 & 0xFF);
+    if (pad < 1) out += static_cast<char>(v & 0xFF);
+  }
+  return true;
+}
+
 }  // namespace nativecache::codec

@@ -35,4 +35,9 @@ std::optional<std::string> compress(std::span<const std::byte> data, int level);
 // Inflates into out; kCorrupt when the stream is damaged or inflates past max_size.
 Status decompress(std::span<const std::byte> data, std::size_t max_size, std::string& out);
 
+// Standard base64 (RFC 4648, padded), appended to out.
+void base64_encode(std::span<const std::byte> data, std::string& out);
+// false when text is not padded standard base64.
+bool base64_decode(std::string_view text, std::string& out);
+
 }  // namespace nativecache::codec

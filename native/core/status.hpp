@@ -22,6 +22,7 @@ enum class Code : std::uint8_t {
   kIo,              // any other OS error (errno in err)
   kUnavailable,     // server or segment cannot be reached
   kBufferTooSmall,  // caller's buffer cannot hold the value; `needed` says how much
+  kUnsupported,     // the store has no such capability (e.g. listing its keys)
 };
 
 struct Status {

@@ -4,7 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.hpp"
 #include "core/status.hpp"
@@ -12,12 +14,26 @@
 namespace nativecache {
 
 // Where a get copies a value: caller-owned memory, so a store never allocates for it.
+// A store that cannot cheaply ask again (a network round trip) grows `grow` instead of
+// reporting kBufferTooSmall, and points `data` into it.
 struct ValueOut {
   std::byte* data = nullptr;
   std::size_t capacity = 0;
   std::size_t size = 0;
   std::uint32_t flags = 0;
   std::uint64_t cas = 0;
+  std::vector<std::byte>* grow = nullptr;
+};
+
+// What get_many delivers: the values found, packed into one buffer.
+struct ManyOut {
+  struct Item {
+    std::size_t index;   // position of the key in the request
+    std::uint32_t flags;
+    std::size_t offset, size;
+  };
+  std::vector<std::byte> bytes;
+  std::vector<Item> items;
 };
 
 // Django's MAX_ENTRIES / CULL_FREQUENCY, read live from the cache instance per call.
@@ -61,6 +77,23 @@ class Store {
   virtual Status clear() = 0;
   virtual StoreStats stats() = 0;
   [[nodiscard]] virtual std::size_t max_value_size() const noexcept = 0;
+
+  // Every key's value that is present. A store that fails part way returns its error
+  // with what it found so far in `out`. The default asks for one key at a time.
+  virtual Status get_many(std::span<const std::string_view> keys, ManyOut& out);
+  // False for a key the store would refuse (kBadKey): lets a batch be checked whole
+  // before its first write.
+  [[nodiscard]] virtual bool accepts_key(std::string_view) const noexcept { return true; }
+  // True when calls wait on I/O: the binding then releases the GIL around them.
+  [[nodiscard]] virtual bool blocks() const noexcept { return false; }
+
+  // Appends every live key, as stored (the made key), in the store's own order. Not a
+  // snapshot: entries written or removed meanwhile may or may not be listed; expired ones
+  // never are. For management commands, not for serving requests. A store that cannot
+  // list its keys (memcached, dummy) returns kUnsupported.
+  virtual Status keys(std::vector<std::string>& out);
 };
+
+inline constexpr const char* kNoKeyListing = "this store cannot list its keys";
 
 }  // namespace nativecache

@@ -211,3 +211,29 @@ TEST(Codec, DecompressEmptyPayload) {
 }
 
 }  // namespace
+
+TEST(Base64, RoundTripsAndMatchesTheStandard) {
+  using nativecache::codec::base64_decode;
+  using nativecache::codec::base64_encode;
+  const std::pair<std::string_view, std::string_view> vectors[] = {
+      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+  };
+  for (auto [plain, encoded] : vectors) {
+    std::string out;
+    base64_encode({reinterpret_cast<const std::byte*>(plain.data()), plain.size()}, out);
+    EXPECT_EQ(out, encoded);
+    std::string back;
+    ASSERT_TRUE(base64_decode(encoded, back));
+    EXPECT_EQ(back, plain);
+  }
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  std::string enc, dec;
+  base64_encode({reinterpret_cast<const std::byte*>(all.data()), all.size()}, enc);
+  ASSERT_TRUE(base64_decode(enc, dec));
+  EXPECT_EQ(dec, all);
+  std::string junk;
+  EXPECT_FALSE(base64_decode("abc", junk));
+  EXPECT_FALSE(base64_decode("ab:d", junk));
+}

@@ -241,6 +241,32 @@ void ShardView::reset() noexcept {
   h_->live_bytes = 0;
 }
 
+bool ShardView::copy_keys(std::int64_t now, std::span<std::byte> buf,
+                          std::size_t& needed) noexcept {
+  needed = 0;
+  // Chains hold live records only, each in one chain: more steps than the ring can hold
+  // records means a cycle or a record linked twice.
+  std::uint32_t steps = max_chain_;
+  for (std::uint32_t b = 0; b <= mask_; ++b) {
+    for (std::uint32_t v = buckets_[b]; v != 0;) {
+      if (steps-- == 0) return false;
+      Record* r = at(v - 1);
+      if (r == nullptr || r->kind != kLive) return false;
+      if (!expired(r, now)) {
+        const std::uint16_t len = r->key_len;
+        if (needed + sizeof len + len <= buf.size()) {
+          std::memcpy(buf.data() + needed, &len, sizeof len);
+          copy_bytes(buf.data() + needed + sizeof len, key_of(r), len);
+        }
+        needed += sizeof len + len;
+        if (needed > cap_) return false;
+      }
+      v = r->next;
+    }
+  }
+  return true;
+}
+
 void ShardView::scribble_torn_write() noexcept {
   std::uint32_t off = h_->head;
   if (cap_ - off < kRec) return;

@@ -50,6 +50,15 @@ class ShardView {
   // Forgets everything in the shard (after damage, on clear()).
   void reset() noexcept;
 
+  // Copies the key of every live, unexpired record into buf, each as its length (a
+  // native-endian u16) then its bytes, and sets `needed` to the length of the whole
+  // listing; when that is more than buf.size(), the keys past the end were not copied
+  // and the caller asks again with a larger buffer (after unlocking: no allocation
+  // here). A record takes 40 bytes plus its key in the ring and a listed key 2 plus
+  // the key, so a listing is shorter than the ring: a buffer as large as the ring always
+  // fits, and a longer listing is damage. false on damage.
+  bool copy_keys(std::int64_t now, std::span<std::byte> buf, std::size_t& needed) noexcept;
+
   std::uint64_t next_cas() noexcept { return ++h_->next_cas; }
 
   // Test hook: leaves a half-written record at the head, as a writer killed mid-copy would.

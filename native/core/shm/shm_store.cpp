@@ -460,6 +460,42 @@ StoreStats ShmStore::stats() {
   return s;
 }
 
+// The design forbids allocation under a shard lock, and a vector of strings allocates
+// per key, so each shard's keys are first copied into one byte buffer sized before the
+// lock is taken and turned into strings after it is released. A shard whose keys did not
+// fit is listed again once the buffer has grown (with no lock held); since one ring's
+// worth of bytes always fits (ShardView::copy_keys), that happens at most a few times.
+// Shards are locked one at a time, as culling does, so the listing is not a snapshot of
+// the whole cache, and a writer waits for one shard's copy at most.
+Status ShmStore::keys(std::vector<std::string>& out) {
+  NC_ATTACHED();
+  const std::size_t ring = seg_->header()->ring_capacity;
+  std::vector<std::byte> buf(std::min<std::size_t>(ring, std::size_t{64} << 10));
+  const std::int64_t now = now_ms();
+  for (ShardView& v : shards_) {
+    std::size_t needed = 0;
+    for (;;) {
+      {
+        ShardLock lk(*this, v);
+        NC_LOCKED(lk);
+        if (!v.copy_keys(now, buf, needed)) {
+          recover(v);  // as every other operation does on damage: the shard forgets
+          needed = 0;
+        }
+      }
+      if (needed <= buf.size()) break;
+      buf.resize(std::min(ring, needed + needed / 4));
+    }
+    for (std::size_t at = 0; at < needed;) {
+      std::uint16_t len = 0;
+      std::memcpy(&len, buf.data() + at, sizeof len);
+      out.emplace_back(reinterpret_cast<const char*>(buf.data() + at + sizeof len), len);
+      at += sizeof len + len;
+    }
+  }
+  return Status::Ok();
+}
+
 void ShmStore::debug_hold_lock(std::string_view key, int notify_fd) {
   std::uint32_t hash;
   ShardView& v = shard_for(key, hash);

@@ -31,6 +31,8 @@ class ShmStore final : public Store {
   Status clear() override;
   StoreStats stats() override;
   [[nodiscard]] std::size_t max_value_size() const noexcept override;
+  // Lists one shard at a time under its lock; see the comment in shm_store.cpp.
+  Status keys(std::vector<std::string>& out) override;
 
   const SegmentHeader& header() const noexcept { return *seg_->header(); }
   std::uint32_t shard_of(std::string_view key) const noexcept;
