@@ -17,6 +17,10 @@ class ValueTooLarge(CacheError, ValueError):
     """The encoded value exceeds the store's item size limit; nothing was changed."""
 
 
+class CacheIOError(CacheError, OSError):
+    """An operating-system error reading or writing the store (errno is set)."""
+
+
 class CorruptData(CacheError):
     """Stored data failed validation and was discarded."""
 

@@ -21,16 +21,18 @@ _MISSING = object()
 _KEEP_EXPIRY = ...  # tells the native store to keep an entry's expiry
 
 
-class NativeCache(BaseCache):
+class NativeKeys:
+    """Django's key path, done natively while the key hooks are Django's own.
+
+    Mixed into a BaseCache subclass; the subclass's ``__init__`` calls
+    ``_refresh_key_path()`` after BaseCache's, and sets ``_store`` (whose ``make_key``
+    builds and checks keys).
+    """
+
     _store: Store
     _native_keys: bool = False
-    _enforce_max_entries: bool = True
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        super().__init__(params)
-        self._refresh_key_path()
-
-    # -- key path -------------------------------------------------------------------
+    #: The validate_key that the native key check reproduces (warn, or raise for memcached).
+    _native_validate_key: Any = BaseCache.validate_key
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -49,7 +51,7 @@ class NativeCache(BaseCache):
             attrs.get("key_func") is default_key_func
             and not (_KEY_HOOKS - {"key_func"}) & attrs.keys()
             and cls.make_key is BaseCache.make_key
-            and cls.validate_key is BaseCache.validate_key
+            and cls.validate_key is cls._native_validate_key
             and cls.make_and_validate_key is BaseCache.make_and_validate_key
         )
         object.__setattr__(self, "_native_keys", native)
@@ -58,7 +60,27 @@ class NativeCache(BaseCache):
         """(key, prefix, version) for the native call, or (made_key,) on the slow path."""
         if self._native_keys:
             return (key, self.key_prefix, self.version if version is None else version)
-        return (self.make_and_validate_key(key, version=version),)
+        return (self.make_and_validate_key(key, version=version),)  # type: ignore[attr-defined]
+
+    def _final_key(self, key: Any, version: int | None) -> str:
+        """The made and checked key, as Django's make_and_validate_key gives it."""
+        if self._native_keys:
+            return self._store.make_key(
+                key, self.key_prefix, self.version if version is None else version  # type: ignore[attr-defined]
+            )
+        return self.make_and_validate_key(key, version=version)  # type: ignore[attr-defined]
+
+
+class NativeCache(NativeKeys, BaseCache):
+    _enforce_max_entries: bool = True
+    #: Whether incr() of a value the store cannot add to natively keeps the entry's expiry
+    #: (a store that cannot read an expiry stores the sum with the default timeout, as
+    #: Django's BaseCache.incr does).
+    _incr_keeps_expiry: bool = True
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self._refresh_key_path()
 
     def _limits(self) -> tuple[int | None, int]:
         if self._enforce_max_entries:
@@ -116,13 +138,14 @@ class NativeCache(BaseCache):
         if result is not NotImplemented:
             return result
         # Not a 64-bit integer: add in Python, committed with cas so that a concurrent
-        # writer is never overwritten, and the entry keeps its expiry.
+        # writer is never overwritten.
+        timeout = _KEEP_EXPIRY if self._incr_keeps_expiry else self.default_timeout
         while True:
             value, token = self._store.gets(k[0], _MISSING, *k[1:])
             if value is _MISSING:
                 raise ValueError("Key '%s' not found" % key)
             new_value = value + delta
-            if self._store.cas(k[0], new_value, _KEEP_EXPIRY, token, *k[1:]):
+            if self._store.cas(k[0], new_value, timeout, token, *k[1:]):
                 return new_value
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:

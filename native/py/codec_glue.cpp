@@ -2,6 +2,9 @@
 
 #include "core/codec.hpp"
 
+#include <cstring>
+#include <string>
+
 namespace nativecache::py {
 
 namespace {
@@ -134,6 +137,63 @@ PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, st
       PyErr_Format(st->corrupt_data, "stored value has unknown flags %u", flags);
       return nullptr;
   }
+}
+
+PyObject* encode_text(ModuleState* st, const CodecOptions& opts, PyObject* value) {
+  Encoded enc;
+  if (!encode(st, opts, value, enc)) return nullptr;
+  std::string text;
+  const auto* p = reinterpret_cast<const char*>(enc.data.data());
+  bool has_nul = std::memchr(p, 0, enc.data.size()) != nullptr;  // a text column refuses NUL
+  if (enc.flags == codec::kText && !has_nul) {
+    text.reserve(enc.data.size() + 2);
+    text.append("s:").append(p, enc.data.size());
+  } else if (enc.flags == codec::kLong) {
+    text.append("i:").append(p, enc.data.size());
+  } else {
+    if (enc.flags == codec::kText) {  // a str with NUL: pickled, like any other value
+      PyObject* args[] = {value, st->pickle_protocol};
+      Ref pickled(PyObject_Vectorcall(st->pickle_dumps, args, 2, nullptr));
+      if (!pickled) return nullptr;
+      enc.owner = std::move(pickled);
+      enc.flags = codec::kPickle;
+      enc.data = bytes_of(PyBytes_AS_STRING(enc.owner.get()), PyBytes_GET_SIZE(enc.owner.get()));
+    }
+    text.append(std::to_string(enc.flags)).append(":");
+    codec::base64_encode(enc.data, text);
+  }
+  return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "strict");
+}
+
+PyObject* decode_text(ModuleState* st, PyObject* text) {
+  Py_ssize_t n = 0;
+  const char* p = PyUnicode_AsUTF8AndSize(text, &n);
+  if (p == nullptr) return nullptr;
+  std::string_view t(p, static_cast<std::size_t>(n));
+  std::size_t colon = t.substr(0, 3).find(':');
+  std::string raw;
+  if (colon == std::string_view::npos) {
+    // Written by Django's DatabaseCache: base64 of a pickle.
+    if (!codec::base64_decode(t, raw)) {
+      PyErr_SetString(st->corrupt_data, "stored value is neither ours nor Django's");
+      return nullptr;
+    }
+    return decode(st, codec::kPickle, reinterpret_cast<const std::byte*>(raw.data()),
+                  raw.size());
+  }
+  std::string_view tag = t.substr(0, colon);
+  std::string_view body = t.substr(colon + 1);
+  if (tag == "s") return PyUnicode_DecodeUTF8(body.data(), static_cast<Py_ssize_t>(body.size()), nullptr);
+  if (tag == "i") {
+    return decode(st, codec::kLong, reinterpret_cast<const std::byte*>(body.data()), body.size());
+  }
+  auto flags = codec::parse_int(tag);
+  if (!flags || *flags < 0 || !codec::base64_decode(body, raw)) {
+    PyErr_SetString(st->corrupt_data, "stored value is damaged");
+    return nullptr;
+  }
+  return decode(st, static_cast<std::uint32_t>(*flags), reinterpret_cast<const std::byte*>(raw.data()),
+                raw.size());
 }
 
 }  // namespace nativecache::py

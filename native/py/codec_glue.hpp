@@ -31,4 +31,11 @@ bool encode_raw(PyObject* value, Encoded& out);
 
 PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, std::size_t n);
 
+// The value as text, for a database column: "s:" + the str itself, "i:" + an int's
+// decimal digits, otherwise "<flags>:" + base64 of the payload. Base64 has no ':', so
+// a text without one in its first three characters is a value Django's DatabaseCache
+// wrote (base64 of a pickle), which decode_text reads too.
+PyObject* encode_text(ModuleState* st, const CodecOptions& opts, PyObject* value);
+PyObject* decode_text(ModuleState* st, PyObject* text);
+
 }  // namespace nativecache::py

@@ -1,6 +1,9 @@
 #include "py/errors.hpp"
 
 #include <cstring>
+#include <string>
+
+#include "py/ref.hpp"
 
 namespace nativecache::py {
 
@@ -36,6 +39,9 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
     case Code::kInvalidArgument:
       PyErr_SetString(st->improperly_configured, what);
       break;
+    case Code::kUnsupported:
+      PyErr_SetString(PyExc_NotImplementedError, what);
+      break;
     case Code::kPermission:
       PyErr_SetString(st->permission_error, what);
       break;
@@ -50,9 +56,12 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
       break;
     case Code::kIo:
       if (s.err != 0) {
-        PyErr_Format(st->cache_error, "%s (%s)", what, std::strerror(s.err));
+        // An OSError with errno and text, as Python's own I/O would raise.
+        std::string text = std::string(what) + ": " + std::strerror(s.err);
+        Ref args(Py_BuildValue("(is)", s.err, text.c_str()));
+        if (args) PyErr_SetObject(st->io_error, args.get());
       } else {
-        PyErr_SetString(st->cache_error, what);
+        PyErr_SetString(st->io_error, what);
       }
       break;
   }

@@ -2,7 +2,11 @@
 // and the functions that open stores.
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/dummy_store.hpp"
+#include "core/file_store.hpp"
+#include "core/memcached_client.hpp"
 #include "core/shm/robust_mutex.hpp"
 #include "core/shm/shm_store.hpp"
 #include "py/errors.hpp"
@@ -50,8 +54,123 @@ PyObject* open_shm(PyObject* module, PyObject* args) {
     Py_END_ALLOW_THREADS
     if (!s.ok()) return raise_status(state_of(module), s, nullptr, detail);
     shm::ShmStore* raw = store.get();
-    CodecOptions codec{static_cast<std::size_t>(compress_min), level};
-    return wrap_store(module, std::move(store), raw, codec, KeyPolicy::kWarn);
+    StoreOptions options;
+    options.codec = CodecOptions{static_cast<std::size_t>(compress_min), level};
+    return wrap_store(module, std::move(store), raw, options);
+  });
+}
+
+#ifdef NATIVECACHE_HAVE_LIBMEMCACHED
+bool parse_servers(PyObject* list, std::vector<mc::ServerSpec>& out) {
+  Ref seq(PySequence_Fast(list, "servers must be a sequence"));
+  if (!seq) return false;
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.get()); ++i) {
+    const char* host = nullptr;
+    unsigned int port = 0, weight = 1;
+    int unix_socket = 0;
+    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq.get(), i), "sIpI:server", &host, &port,
+                          &unix_socket, &weight)) {
+      return false;
+    }
+    if (port > 65535) {
+      PyErr_Format(PyExc_ValueError, "port %u is out of range", port);
+      return false;
+    }
+    out.push_back({host, static_cast<std::uint16_t>(port), unix_socket != 0, weight});
+  }
+  return true;
+}
+
+bool parse_behaviors(PyObject* list, std::vector<mc::ClientConfig::Behavior>& out) {
+  Ref seq(PySequence_Fast(list, "behaviors must be a sequence"));
+  if (!seq) return false;
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.get()); ++i) {
+    const char* name = nullptr;
+    PyObject* value = nullptr;
+    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq.get(), i), "sO:behavior", &name,
+                          &value)) {
+      return false;
+    }
+    mc::ClientConfig::Behavior b;
+    b.name = name;
+    if (PyUnicode_Check(value)) {
+      const char* text = PyUnicode_AsUTF8(value);
+      if (text == nullptr) return false;
+      b.text = text;
+    } else {
+      b.value = PyLong_AsLongLong(value);
+      if (b.value == -1 && PyErr_Occurred()) return false;
+    }
+    out.push_back(std::move(b));
+  }
+  return true;
+}
+
+// open_memcached(servers, binary, behaviors, compress_min, compress_level, ignore_errors,
+//                on_error): servers [(host, port, unix, weight)], behaviors [(name, value)]
+PyObject* open_memcached(PyObject* module, PyObject* args) {
+  return guard([&]() -> PyObject* {
+    PyObject *servers = nullptr, *behaviors = nullptr, *on_error = nullptr;
+    int binary = 0, ignore = 0, level = 6;
+    Py_ssize_t compress_min = 0;
+    if (!PyArg_ParseTuple(args, "OpOnipO:open_memcached", &servers, &binary, &behaviors,
+                          &compress_min, &level, &ignore, &on_error)) {
+      return nullptr;
+    }
+    mc::ClientConfig cfg;
+    cfg.binary = binary != 0;
+    if (!parse_servers(servers, cfg.servers) || !parse_behaviors(behaviors, cfg.behaviors)) {
+      return nullptr;
+    }
+    std::unique_ptr<mc::MemcachedStore> store;
+    std::string detail;
+    Status s = mc::MemcachedStore::open(cfg, store, detail);
+    if (!s.ok()) return raise_status(state_of(module), s, nullptr, detail);
+    StoreOptions options;
+    options.codec = CodecOptions{static_cast<std::size_t>(compress_min), level};
+    options.policy = KeyPolicy::kRaise;
+    options.ignore_errors = ignore != 0;
+    options.on_error = on_error == Py_None ? nullptr : on_error;
+    return wrap_store(module, std::move(store), nullptr, options);
+  });
+}
+#endif
+
+// open_dummy([compress_min, compress_level]): a store that keeps nothing; also what the
+// database backend uses for keys and its text codec.
+PyObject* open_dummy(PyObject* module, PyObject* args) {
+  return guard([&]() -> PyObject* {
+    Py_ssize_t compress_min = 0;
+    int level = 6;
+    if (!PyArg_ParseTuple(args, "|ni:open_dummy", &compress_min, &level)) return nullptr;
+    StoreOptions options;
+    options.keeps_values = false;
+    options.codec = CodecOptions{static_cast<std::size_t>(compress_min), level};
+    return wrap_store(module, std::make_unique<DummyStore>(), nullptr, options);
+  });
+}
+
+// open_file(dir, max_value_size, compress_min, compress_level)
+PyObject* open_file(PyObject* module, PyObject* args) {
+  return guard([&]() -> PyObject* {
+    PyObject* dir = nullptr;
+    Py_ssize_t max_value = 0, compress_min = 0;
+    int level = 6;
+    if (!PyArg_ParseTuple(args, "O&nni:open_file", PyUnicode_FSConverter, &dir, &max_value,
+                          &compress_min, &level)) {
+      return nullptr;
+    }
+    Ref dir_bytes(dir);
+    file::FileOptions opts;
+    opts.dir.assign(PyBytes_AS_STRING(dir), static_cast<std::size_t>(PyBytes_GET_SIZE(dir)));
+    opts.max_value_size = static_cast<std::size_t>(max_value);
+    std::unique_ptr<file::FileStore> store;
+    std::string detail;
+    Status s = file::FileStore::open(opts, store, detail);
+    if (!s.ok()) return raise_status(state_of(module), s, nullptr, detail);
+    StoreOptions options;
+    options.codec = CodecOptions{static_cast<std::size_t>(compress_min), level};
+    return wrap_store(module, std::move(store), nullptr, options);
   });
 }
 
@@ -74,6 +193,15 @@ PyMethodDef module_methods[] = {
     {"open_shm", open_shm, METH_VARARGS,
      "open_shm(name, size, shards, max_item_size, recreate, compress_min, compress_level)"},
     {"unlink_shm", unlink_shm, METH_O, "unlink_shm(name): remove a segment by name"},
+    {"open_file", open_file, METH_VARARGS,
+     "open_file(dir, max_value_size, compress_min, compress_level)"},
+    {"open_dummy", open_dummy, METH_VARARGS,
+     "open_dummy([compress_min, compress_level]): a store that keeps nothing"},
+#ifdef NATIVECACHE_HAVE_LIBMEMCACHED
+    {"open_memcached", open_memcached, METH_VARARGS,
+     "open_memcached(servers, binary, behaviors, compress_min, compress_level, ignore_errors, "
+     "on_error)"},
+#endif
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -97,10 +225,11 @@ int module_exec(PyObject* module) {
   st->corrupt_data = import_attr(exc, "CorruptData");
   st->permission_error = import_attr(exc, "CachePermissionError");
   st->storage_full = import_attr(exc, "StorageFull");
+  st->io_error = import_attr(exc, "CacheIOError");
   if (!st->pickle_dumps || !st->pickle_loads || !st->pickle_protocol || !st->cache_key_warning ||
       !st->invalid_cache_key || !st->improperly_configured || !st->cache_error ||
       !st->cache_unavailable || !st->value_too_large || !st->corrupt_data ||
-      !st->permission_error || !st->storage_full) {
+      !st->permission_error || !st->storage_full || !st->io_error) {
     return -1;
   }
   shm::set_wait_hooks({release_gil, restore_gil});
@@ -128,6 +257,7 @@ int module_clear(PyObject* module) {
   Py_CLEAR(st->corrupt_data);
   Py_CLEAR(st->permission_error);
   Py_CLEAR(st->storage_full);
+  Py_CLEAR(st->io_error);
   return 0;
 }
 

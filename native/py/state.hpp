@@ -19,6 +19,7 @@ struct ModuleState {
   PyObject* corrupt_data = nullptr;
   PyObject* permission_error = nullptr;
   PyObject* storage_full = nullptr;
+  PyObject* io_error = nullptr;
 };
 
 ModuleState* state_of(PyObject* module) noexcept;

@@ -5,8 +5,11 @@
 #include "py/store_type.hpp"
 
 #include <cmath>
+#include <string>
 #include <vector>
 
+#include "core/file_store.hpp"
+#include "core/memcached_client.hpp"
 #include "core/shm/shm_store.hpp"
 #include "py/errors.hpp"
 
@@ -19,6 +22,49 @@ thread_local std::vector<std::byte> t_scratch(16 * 1024);
 
 PyObject* opt_arg(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t i) noexcept {
   return i < nargs ? args[i] : nullptr;
+}
+
+// Releases the GIL for the lifetime of the object, when the store waits on I/O.
+class AllowThreads {
+ public:
+  explicit AllowThreads(const StoreObject* self) noexcept
+      : state_(self->store->blocks() ? PyEval_SaveThread() : nullptr) {}
+  ~AllowThreads() {
+    if (state_ != nullptr) PyEval_RestoreThread(state_);
+  }
+  AllowThreads(const AllowThreads&) = delete;
+  AllowThreads& operator=(const AllowThreads&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
+// Calls into the store, with the GIL released if it blocks.
+template <typename F>
+Status call(const StoreObject* self, F&& f) {
+  AllowThreads allow(self);
+  return f(*self->store);
+}
+
+bool soft_error(const Status& s) noexcept {
+  return s.code == Code::kUnavailable || s.code == Code::kIo;
+}
+
+// With IGNORE_EXCEPTIONS, a server or I/O failure is reported to the backend's
+// on_error callback (which logs it) and the call answers as on a miss: returns a new
+// reference to `miss`. Otherwise raises. nullptr when an error is set.
+PyObject* fail(StoreObject* self, const Status& s, PyObject* miss, PyObject* key = nullptr) {
+  raise_status(self->st, s, key);
+  if (!self->ignore_errors || !soft_error(s)) return nullptr;
+  PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  Ref t(type), v(value), b(tb);
+  if (self->on_error != nullptr) {
+    Ref r(PyObject_CallOneArg(self->on_error, v ? v.get() : Py_None));
+    if (!r) PyErr_WriteUnraisable(self->on_error);
+  }
+  return Py_NewRef(miss);
 }
 
 bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t lo, Py_ssize_t hi) {
@@ -84,7 +130,8 @@ Status fetch_raw(StoreObject* self, std::string_view key, ValueOut& out) {
   for (;;) {
     out.data = t_scratch.data();
     out.capacity = t_scratch.size();
-    Status s = self->store->get(key, out);
+    out.grow = &t_scratch;
+    Status s = call(self, [&](Store& st) { return st.get(key, out); });
     if (s.code != Code::kBufferTooSmall) return s;
     t_scratch.resize(static_cast<std::size_t>(s.needed));
   }
@@ -96,7 +143,7 @@ PyObject* fetch(StoreObject* self, std::string_view key, PyObject* dflt) {
   Status s = fetch_raw(self, key, out);
   if (s.ok()) return decode(self->st, out.flags, out.data, out.size);
   if (s.code == Code::kNotFound) return Py_NewRef(dflt);
-  return raise_status(self->st, s);
+  return fail(self, s, dflt, nullptr);
 }
 
 PyObject* key_object(std::string_view k) {
@@ -107,14 +154,24 @@ PyObject* raise_for_key(StoreObject* self, const Status& s, std::string_view key
   Ref k(key_object(key));
   if (!k) return nullptr;
   std::string detail;
-  if (s.code == Code::kTooLarge) {
+  if (s.code == Code::kTooLarge && s.what != nullptr) {
+    detail = s.what;
+  } else if (s.code == Code::kTooLarge) {
     detail = "the limit is " + std::to_string(self->store->max_value_size()) +
              " bytes per value (MAX_ITEM_SIZE)";
   }
   return raise_status(self->st, s, k.get(), detail);
 }
 
+// False (with InvalidCacheKey set) for a key the store would refuse.
+bool accepted(StoreObject* self, std::string_view key) {
+  if (self->store->accepts_key(key)) [[likely]] return true;
+  raise_for_key(self, Status::Of(Code::kBadKey, "key memcached cannot take"), key);
+  return false;
+}
+
 bool encode_checked(StoreObject* self, PyObject* value, Encoded& enc, std::string_view key) {
+  if (!self->keeps_values) return true;  // as Django's DummyCache: anything is accepted
   if (!encode(self->st, self->codec, value, enc)) return false;
   if (enc.data.size() > self->store->max_value_size()) {
     raise_for_key(self, Status::Of(Code::kTooLarge), key);
@@ -145,7 +202,10 @@ PyObject* Store_gets(StoreObject* self, PyObject* const* args, Py_ssize_t nargs)
     ValueOut out;
     Status s = fetch_raw(self, kb.view(), out);
     if (s.code == Code::kNotFound) return Py_BuildValue("(OO)", args[1], Py_None);
-    if (!s.ok()) return raise_status(self->st, s);
+    if (!s.ok()) {
+      Ref miss(Py_BuildValue("(OO)", args[1], Py_None));
+      return miss ? fail(self, s, miss.get()) : nullptr;
+    }
     std::uint64_t token = out.cas;
     Ref v(decode(self->st, out.flags, out.data, out.size));
     if (!v) return nullptr;
@@ -157,10 +217,10 @@ PyObject* Store_has(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) 
   return guard([&]() -> PyObject* {
     if (!check_nargs("has", nargs, 1, 3)) return nullptr;
     NC_KEY(kb, args[0], 1);
-    Status s = self->store->contains(kb.view());
+    Status s = call(self, [&](Store& st) { return st.contains(kb.view()); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
-    return raise_status(self->st, s);
+    return fail(self, s, Py_False);
   });
 }
 
@@ -177,9 +237,10 @@ PyObject* store_with_limits(StoreObject* self, PyObject* const* args, Py_ssize_t
   w.key = kb.view();
   w.data = enc.data;
   w.flags = enc.flags;
-  Status s = self->store->store(w, mode, 0, limits);
+  Status s = call(self, [&](Store& st) { return st.store(w, mode, 0, limits); });
   if (s.ok()) return mode == Mode::kSet ? Py_NewRef(Py_None) : Py_NewRef(Py_True);
   if (s.code == Code::kExists) Py_RETURN_FALSE;
+  if (soft_error(s)) return fail(self, s, mode == Mode::kSet ? Py_None : Py_False);
   return raise_for_key(self, s, kb.view());
 }
 
@@ -202,9 +263,10 @@ PyObject* Store_replace(StoreObject* self, PyObject* const* args, Py_ssize_t nar
     w.key = kb.view();
     w.data = enc.data;
     w.flags = enc.flags;
-    Status s = self->store->store(w, Mode::kReplace, 0, Limits{});
+    Status s = call(self, [&](Store& st) { return st.store(w, Mode::kReplace, 0, Limits{}); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+    if (soft_error(s)) return fail(self, s, Py_False);
     return raise_for_key(self, s, kb.view());
   });
 }
@@ -223,9 +285,10 @@ PyObject* Store_cas(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) 
     w.key = kb.view();
     w.data = enc.data;
     w.flags = enc.flags;
-    Status s = self->store->store(w, Mode::kCas, token, Limits{});
+    Status s = call(self, [&](Store& st) { return st.store(w, Mode::kCas, token, Limits{}); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound || s.code == Code::kExists) Py_RETURN_FALSE;
+    if (soft_error(s)) return fail(self, s, Py_False);
     return raise_for_key(self, s, kb.view());
   });
 }
@@ -235,9 +298,11 @@ PyObject* concat(StoreObject* self, PyObject* const* args, Py_ssize_t nargs, boo
   NC_KEY(kb, args[0], 2);
   Encoded enc;
   if (!encode_raw(args[1], enc)) return nullptr;
-  Status s = self->store->concat(kb.view(), enc.data, enc.flags, prepend);
+  Status s =
+      call(self, [&](Store& st) { return st.concat(kb.view(), enc.data, enc.flags, prepend); });
   if (s.ok()) Py_RETURN_TRUE;
   if (s.code == Code::kNotFound) Py_RETURN_FALSE;
+  if (soft_error(s)) return fail(self, s, Py_False);
   return raise_for_key(self, s, kb.view());
 }
 
@@ -253,10 +318,10 @@ PyObject* Store_delete(StoreObject* self, PyObject* const* args, Py_ssize_t narg
   return guard([&]() -> PyObject* {
     if (!check_nargs("delete", nargs, 1, 3)) return nullptr;
     NC_KEY(kb, args[0], 1);
-    Status s = self->store->remove(kb.view());
+    Status s = call(self, [&](Store& st) { return st.remove(kb.view()); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
-    return raise_status(self->st, s);
+    return fail(self, s, Py_False);
   });
 }
 
@@ -266,10 +331,10 @@ PyObject* Store_touch(StoreObject* self, PyObject* const* args, Py_ssize_t nargs
     NC_KEY(kb, args[0], 2);
     Ttl ttl;
     if (!parse_ttl(args[1], ttl)) return nullptr;
-    Status s = self->store->touch(kb.view(), ttl);
+    Status s = call(self, [&](Store& st) { return st.touch(kb.view(), ttl); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
-    return raise_status(self->st, s);
+    return fail(self, s, Py_False);
   });
 }
 
@@ -285,8 +350,14 @@ PyObject* Store_incr(StoreObject* self, PyObject* const* args, Py_ssize_t nargs)
     if (overflow != 0) return Py_NewRef(Py_NotImplemented);
     if (delta == -1 && PyErr_Occurred()) return nullptr;
     std::int64_t result = 0;
-    Status s = self->store->incr(kb.view(), delta, result);
+    Status s = call(self, [&](Store& st) { return st.incr(kb.view(), delta, result); });
     if (s.ok()) return PyLong_FromLongLong(result);
+    if (soft_error(s)) {
+      // Ignored, the failure reads as a missing key: Django raises ValueError for that.
+      Ref miss(fail(self, s, Py_None));
+      if (!miss) return nullptr;
+      s = Status::Of(Code::kNotFound);
+    }
     if (s.code == Code::kNotFound) {
       PyErr_Format(PyExc_ValueError, "Key '%S' not found", args[0]);
       return nullptr;
@@ -304,7 +375,7 @@ PyObject* Store_ttl(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) 
     if (!check_nargs("ttl", nargs, 1, 3)) return nullptr;
     NC_KEY(kb, args[0], 1);
     std::int64_t ms = 0;
-    Status s = self->store->ttl(kb.view(), ms);
+    Status s = call(self, [&](Store& st) { return st.ttl(kb.view(), ms); });
     if (s.code == Code::kNotFound) return PyLong_FromLong(0);
     if (!s.ok()) return raise_status(self->st, s);
     if (ms < 0) Py_RETURN_NONE;
@@ -316,31 +387,41 @@ PyObject* Store_ttl(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) 
 PyObject* Store_get_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return guard([&]() -> PyObject* {
     if (!check_nargs("get_many", nargs, 1, 3)) return nullptr;
-    Ref it(PyObject_GetIter(args[0]));
-    if (!it) return nullptr;
-    Ref result(PyDict_New());
-    if (!result) return nullptr;
-    KeyBuf kb;
-    while (Ref key{PyIter_Next(it.get())}) {
-      if (!build_key(self->st, key.get(), opt_arg(args, nargs, 1), opt_arg(args, nargs, 2),
-                     self->policy, kb)) {
+    Ref seq(PySequence_Fast(args[0], "get_many() takes an iterable of keys"));
+    if (!seq) return nullptr;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
+    PyObject** items = PySequence_Fast_ITEMS(seq.get());
+    std::vector<KeyBuf> keys(static_cast<std::size_t>(n));
+    std::vector<std::string_view> views(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      auto idx = static_cast<std::size_t>(i);
+      if (!build_key(self->st, items[i], opt_arg(args, nargs, 1), opt_arg(args, nargs, 2),
+                     self->policy, keys[idx])) {
         return nullptr;
       }
-      ValueOut out;
-      Status s = fetch_raw(self, kb.view(), out);
-      if (s.code == Code::kNotFound) continue;
-      if (!s.ok()) return raise_status(self->st, s);
-      Ref v(decode(self->st, out.flags, out.data, out.size));
-      if (!v || PyDict_SetItem(result.get(), key.get(), v.get()) < 0) return nullptr;
+      views[idx] = keys[idx].view();
     }
-    if (PyErr_Occurred()) return nullptr;
+    ManyOut out;
+    Status s = call(self, [&](Store& st) { return st.get_many(views, out); });
+    if (!s.ok()) {
+      if (s.code == Code::kBadKey) return raise_status(self->st, s);
+      Ref ignored(fail(self, s, Py_None));
+      if (!ignored) return nullptr;  // else: keep what the servers that answered sent
+    }
+    Ref result(PyDict_New());
+    if (!result) return nullptr;
+    for (const ManyOut::Item& item : out.items) {
+      Ref v(decode(self->st, item.flags, out.bytes.data() + item.offset, item.size));
+      if (!v || PyDict_SetItem(result.get(), items[item.index], v.get()) < 0) return nullptr;
+    }
     return result.release();
   });
 }
 
-// set_many: (mapping, timeout, max_entries, cull_frequency[, prefix, version]) -> [].
-// Every value is encoded and size-checked before the first write, so a bad value
-// changes nothing.
+// set_many: (mapping, timeout, max_entries, cull_frequency[, prefix, version]) -> keys
+// that were not stored. Every value is encoded and size-checked before the first write,
+// so a bad value changes nothing. A value the server refuses as too large is listed
+// (and its old value deleted, as set() does).
 PyObject* Store_set_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return guard([&]() -> PyObject* {
     if (!check_nargs("set_many", nargs, 4, 6)) return nullptr;
@@ -357,34 +438,73 @@ PyObject* Store_set_many(StoreObject* self, PyObject* const* args, Py_ssize_t na
       auto idx = static_cast<std::size_t>(i);
       if (!build_key(self->st, PyTuple_GET_ITEM(pair, 0), opt_arg(args, nargs, 4),
                      opt_arg(args, nargs, 5), self->policy, keys[idx]) ||
+          !accepted(self, keys[idx].view()) ||
           !encode_checked(self, PyTuple_GET_ITEM(pair, 1), values[idx], keys[idx].view())) {
         return nullptr;
       }
     }
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      Write w{keys[i].view(), values[i].data, values[i].flags, ttl};
-      Status s = self->store->store(w, Mode::kSet, 0, limits);
-      if (!s.ok()) return raise_for_key(self, s, keys[i].view());
+    std::vector<std::size_t> failed;
+    Status bad = Status::Ok();
+    std::size_t bad_index = 0;
+    {
+      AllowThreads allow(self);
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        Write w{keys[i].view(), values[i].data, values[i].flags, ttl};
+        Status s = self->store->store(w, Mode::kSet, 0, limits);
+        if (s.ok()) continue;
+        if (s.code == Code::kTooLarge && self->store->blocks()) {
+          failed.push_back(i);
+          continue;
+        }
+        if (soft_error(s) && self->ignore_errors) {
+          if (bad.ok()) bad = s;
+          failed.push_back(i);
+          continue;
+        }
+        bad = s;
+        bad_index = i;
+        break;
+      }
     }
-    return PyList_New(0);
+    if (!bad.ok()) {
+      if (!soft_error(bad) || !self->ignore_errors) {
+        return raise_for_key(self, bad, keys[bad_index].view());
+      }
+      Ref ignored(fail(self, bad, Py_None));
+      if (!ignored) return nullptr;
+    }
+    Ref result(PyList_New(0));
+    if (!result) return nullptr;
+    for (std::size_t i : failed) {
+      PyObject* pair = PyList_GET_ITEM(items.get(), static_cast<Py_ssize_t>(i));
+      if (PyList_Append(result.get(), PyTuple_GET_ITEM(pair, 0)) < 0) return nullptr;
+    }
+    return result.release();
   });
 }
 
 PyObject* Store_delete_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return guard([&]() -> PyObject* {
     if (!check_nargs("delete_many", nargs, 1, 3)) return nullptr;
-    Ref it(PyObject_GetIter(args[0]));
-    if (!it) return nullptr;
-    KeyBuf kb;
-    while (Ref key{PyIter_Next(it.get())}) {
-      if (!build_key(self->st, key.get(), opt_arg(args, nargs, 1), opt_arg(args, nargs, 2),
-                     self->policy, kb)) {
+    Ref seq(PySequence_Fast(args[0], "delete_many() takes an iterable of keys"));
+    if (!seq) return nullptr;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
+    std::vector<KeyBuf> keys(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!build_key(self->st, PySequence_Fast_GET_ITEM(seq.get(), i), opt_arg(args, nargs, 1),
+                     opt_arg(args, nargs, 2), self->policy, keys[static_cast<std::size_t>(i)]) ||
+          !accepted(self, keys[static_cast<std::size_t>(i)].view())) {
         return nullptr;
       }
-      Status s = self->store->remove(kb.view());
-      if (!s.ok() && s.code != Code::kNotFound) return raise_status(self->st, s);
     }
-    if (PyErr_Occurred()) return nullptr;
+    Status s = call(self, [&](Store& st) {
+      for (const KeyBuf& k : keys) {
+        Status r = st.remove(k.view());
+        if (!r.ok() && r.code != Code::kNotFound) return r;
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return fail(self, s, Py_None);
     Py_RETURN_NONE;
   });
 }
@@ -397,21 +517,50 @@ PyObject* Store_make_key(StoreObject* self, PyObject* const* args, Py_ssize_t na
   });
 }
 
+PyObject* Store_encode_text(StoreObject* self, PyObject* value) {
+  return guard([&] { return encode_text(self->st, self->codec, value); });
+}
+
+PyObject* Store_decode_text(StoreObject* self, PyObject* text) {
+  return guard([&] { return decode_text(self->st, text); });
+}
+
 PyObject* Store_clear(StoreObject* self, PyObject*) {
   return guard([&]() -> PyObject* {
-    Status s = self->store->clear();
-    if (!s.ok()) return raise_status(self->st, s);
+    Status s = call(self, [](Store& st) { return st.clear(); });
+    if (!s.ok()) return fail(self, s, Py_None);
     Py_RETURN_NONE;
   });
 }
 
 PyObject* Store_stats(StoreObject* self, PyObject*) {
   return guard([&]() -> PyObject* {
-    StoreStats s = self->store->stats();
+    StoreStats s;
+    {
+      AllowThreads allow(self);
+      s = self->store->stats();
+    }
     return Py_BuildValue("{sKsKsKsKsKsKsKsKsK}", "hits", s.hits, "misses", s.misses, "sets",
                          s.sets, "evictions", s.evictions, "expirations", s.expirations, "items",
                          s.items, "bytes", s.bytes, "recoveries", s.recoveries, "capacity",
                          s.capacity);
+  });
+}
+
+// keys() -> [str]: every live key as stored (made keys), in no particular order.
+PyObject* Store_keys(StoreObject* self, PyObject*) {
+  return guard([&]() -> PyObject* {
+    std::vector<std::string> keys;
+    Status s = call(self, [&](Store& st) { return st.keys(keys); });
+    if (!s.ok()) return raise_status(self->st, s);
+    Ref result(PyList_New(static_cast<Py_ssize_t>(keys.size())));
+    if (!result) return nullptr;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      PyObject* k = key_object(keys[i]);
+      if (k == nullptr) return nullptr;
+      PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(i), k);
+    }
+    return result.release();
   });
 }
 
@@ -455,6 +604,116 @@ PyObject* Store_debug_hold_lock(StoreObject* self, PyObject* const* args, Py_ssi
   });
 }
 
+#ifdef NATIVECACHE_HAVE_LIBMEMCACHED
+mc::MemcachedStore* memcached_of(StoreObject* self) {
+  auto* m = dynamic_cast<mc::MemcachedStore*>(self->store);
+  if (m == nullptr) PyErr_SetString(PyExc_TypeError, "not a memcached store");
+  return m;
+}
+
+// server_stats(group) -> [(server, {name: value}, error or None)]
+PyObject* Store_server_stats(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("server_stats", nargs, 0, 1)) return nullptr;
+    mc::MemcachedStore* m = memcached_of(self);
+    if (m == nullptr) return nullptr;
+    std::string group;
+    if (nargs == 1 && args[0] != Py_None) {
+      const char* g = PyUnicode_AsUTF8(args[0]);
+      if (g == nullptr) return nullptr;
+      group = g;
+    }
+    std::vector<mc::ServerStats> servers;
+    Status s;
+    {
+      AllowThreads allow(self);
+      s = m->server_stats(group, servers);
+    }
+    if (!s.ok()) return raise_status(self->st, s);
+    Ref result(PyList_New(0));
+    if (!result) return nullptr;
+    for (const auto& server : servers) {
+      Ref values(PyDict_New());
+      if (!values) return nullptr;
+      for (const auto& [name, value] : server.values) {
+        Ref v(PyUnicode_DecodeUTF8(value.data(), static_cast<Py_ssize_t>(value.size()),
+                                   "replace"));
+        if (!v || PyDict_SetItemString(values.get(), name.c_str(), v.get()) < 0) return nullptr;
+      }
+      Ref entry(Py_BuildValue("(sNz)", server.server.c_str(), values.release(),
+                              server.error.empty() ? nullptr : server.error.c_str()));
+      if (!entry || PyList_Append(result.get(), entry.get()) < 0) return nullptr;
+    }
+    return result.release();
+  });
+}
+
+PyObject* Store_behavior(StoreObject* self, PyObject* arg) {
+  return guard([&]() -> PyObject* {
+    mc::MemcachedStore* m = memcached_of(self);
+    if (m == nullptr) return nullptr;
+    const char* name = PyUnicode_AsUTF8(arg);
+    if (name == nullptr) return nullptr;
+    std::int64_t value = 0;
+    Status s;
+    {
+      AllowThreads allow(self);  // waits for the store's lock, held by calls doing I/O
+      s = m->behavior(name, value);
+    }
+    if (!s.ok()) {
+      PyErr_Format(PyExc_KeyError, "unknown memcached behavior %R", arg);
+      return nullptr;
+    }
+    return PyLong_FromLongLong(value);
+  });
+}
+
+// server_for(key[, prefix, version]) -> the server that holds key
+PyObject* Store_server_for(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("server_for", nargs, 1, 3)) return nullptr;
+    mc::MemcachedStore* m = memcached_of(self);
+    if (m == nullptr) return nullptr;
+    NC_KEY(kb, args[0], 1);
+    std::string server;
+    Status s;
+    {
+      AllowThreads allow(self);
+      s = m->server_for(kb.view(), server);
+    }
+    if (!s.ok()) return raise_status(self->st, s);
+    return PyUnicode_FromString(server.c_str());
+  });
+}
+
+PyObject* Store_disconnect(StoreObject* self, PyObject*) {
+  return guard([&]() -> PyObject* {
+    mc::MemcachedStore* m = memcached_of(self);
+    if (m == nullptr) return nullptr;
+    {
+      AllowThreads allow(self);
+      m->disconnect();
+    }
+    Py_RETURN_NONE;
+  });
+}
+#endif
+
+// path_for(key[, prefix, version]) -> the file that holds key (file stores)
+PyObject* Store_path_for(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("path_for", nargs, 1, 3)) return nullptr;
+    auto* f = dynamic_cast<file::FileStore*>(self->store);
+    if (f == nullptr) {
+      PyErr_SetString(PyExc_TypeError, "not a file store");
+      return nullptr;
+    }
+    NC_KEY(kb, args[0], 1);
+    std::string path = f->path_for(kb.view());
+    return PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size()));
+  });
+}
+
 PyObject* Store_get_max_value_size(StoreObject* self, void*) {
   return PyLong_FromSize_t(self->store->max_value_size());
 }
@@ -466,7 +725,12 @@ PyObject* Store_get_name(StoreObject* self, void*) {
 
 void Store_dealloc(StoreObject* self) {
   PyTypeObject* tp = Py_TYPE(self);
-  delete self->store;
+  {
+    // Closing connections may wait on the network.
+    AllowThreads allow(self);
+    delete self->store;
+  }
+  Py_XDECREF(self->on_error);
   Py_XDECREF(self->module);
   tp->tp_free(reinterpret_cast<PyObject*>(self));
   Py_DECREF(tp);
@@ -496,10 +760,26 @@ PyMethodDef store_methods[] = {
          "set_many(mapping, timeout, max_entries, cull_frequency[, prefix, version]) -> []"),
     FAST("delete_many", Store_delete_many, "delete_many(keys[, prefix, version])"),
     FAST("make_key", Store_make_key, "make_key(key, prefix, version) -> str"),
+    {"encode_text", reinterpret_cast<PyCFunction>(Store_encode_text), METH_O,
+     "encode_text(value) -> str: the value as text for a database column"},
+    {"decode_text", reinterpret_cast<PyCFunction>(Store_decode_text), METH_O,
+     "decode_text(text) -> value (also reads Django's DatabaseCache values)"},
     NOARGS("clear", Store_clear, "clear()"),
     NOARGS("stats", Store_stats, "stats() -> dict"),
+    NOARGS("keys", Store_keys,
+           "keys() -> [str]: every live key as stored (NotImplementedError if the store "
+           "cannot list them)"),
     FAST("_layout", Store_layout, "segment layout (tests)"),
     FAST("_debug_hold_lock", Store_debug_hold_lock, "hold a shard lock for ever (tests)"),
+    FAST("path_for", Store_path_for, "path_for(key[, prefix, version]) -> path (file stores)"),
+#ifdef NATIVECACHE_HAVE_LIBMEMCACHED
+    FAST("server_stats", Store_server_stats,
+         "server_stats([group]) -> [(server, {name: value}, error)] (memcached)"),
+    {"behavior", reinterpret_cast<PyCFunction>(Store_behavior), METH_O,
+     "behavior(name) -> the value of one of pylibmc's behaviour names (memcached)"},
+    FAST("server_for", Store_server_for, "server_for(key[, prefix, version]) -> server (memcached)"),
+    NOARGS("disconnect", Store_disconnect, "disconnect(): close every connection (memcached)"),
+#endif
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -533,7 +813,7 @@ PyTypeObject* make_store_type(PyObject* module) {
 }
 
 PyObject* wrap_store(PyObject* module, std::unique_ptr<Store> store, shm::ShmStore* shm,
-                     CodecOptions codec, KeyPolicy policy) {
+                     const StoreOptions& options) {
   ModuleState* st = state_of(module);
   auto* self = PyObject_New(StoreObject, st->store_type);
   if (self == nullptr) return nullptr;
@@ -541,8 +821,11 @@ PyObject* wrap_store(PyObject* module, std::unique_ptr<Store> store, shm::ShmSto
   self->shm = shm;
   self->st = st;
   self->module = Py_NewRef(module);
-  self->codec = codec;
-  self->policy = policy;
+  self->codec = options.codec;
+  self->policy = options.policy;
+  self->ignore_errors = options.ignore_errors;
+  self->keeps_values = options.keeps_values;
+  self->on_error = Py_XNewRef(options.on_error);
   return reinterpret_cast<PyObject*>(self);
 }
 

@@ -12,6 +12,9 @@
 namespace nativecache::shm {
 class ShmStore;
 }
+namespace nativecache::mc {
+class MemcachedStore;
+}
 
 namespace nativecache::py {
 
@@ -23,12 +26,24 @@ struct StoreObject {
   PyObject* module;         // strong: keeps the state alive
   CodecOptions codec;
   KeyPolicy policy;
+  bool ignore_errors;       // IGNORE_EXCEPTIONS: server and I/O failures read as misses
+  bool keeps_values;        // false for the dummy store: values are never even encoded
+  PyObject* on_error;       // strong or nullptr: called with each ignored exception
+};
+
+// How a store is presented to Python.
+struct StoreOptions {
+  CodecOptions codec;
+  KeyPolicy policy = KeyPolicy::kWarn;
+  bool ignore_errors = false;
+  bool keeps_values = true;
+  PyObject* on_error = nullptr;  // borrowed
 };
 
 PyTypeObject* make_store_type(PyObject* module);
 
 // Wraps a freshly opened store in a new Python object (takes ownership).
 PyObject* wrap_store(PyObject* module, std::unique_ptr<Store> store, shm::ShmStore* shm,
-                     CodecOptions codec, KeyPolicy policy);
+                     const StoreOptions& options);
 
 }  // namespace nativecache::py
