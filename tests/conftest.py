@@ -39,3 +39,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             shm.unlink(name)
         except Exception as exc:  # a leftover segment must not fail the run
             warnings.warn(f"could not remove shared-memory segment {name}: {exc}", stacklevel=1)
+
+
+# --- memcached servers ---------------------------------------------------------------
+
+
+@pytest.fixture
+def memcached_server():
+    """A private memcached on a free loopback port, stopped after the test."""
+    from tests.mcserver import MemcachedServer
+
+    server = MemcachedServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def memcached_module():
+    """A memcached shared by the tests of one module."""
+    from tests.mcserver import MemcachedServer
+
+    server = MemcachedServer(extra=("-t", "4")).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def memcached_factory():
+    """Starts private memcached servers on demand: ``memcached_factory(unix=..., ...)``."""
+    from tests.mcserver import MemcachedServer
+
+    started: list[MemcachedServer] = []
+
+    def start(**kwargs):
+        server = MemcachedServer(**kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.cleanup()

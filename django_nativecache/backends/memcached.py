@@ -1,0 +1,286 @@
+"""MemcachedCache: Django's memcached backend on a native libmemcached client.
+
+``PyLibMCCache`` and ``PyMemcacheCache`` are the same class under the names Django's own
+backends use, so settings written for either work with only the module path changed.
+Values are stored with the flags pylibmc and pymemcache use (0 bytes, 1 pickle, 2/4
+integer, 8 zlib, 16 text): a site can switch against the same servers and keep its
+cache, or run both during a rolling deploy.
+
+Django's memcached rules hold: a timeout over 30 days is sent as an absolute time,
+``0`` or a negative timeout keeps nothing, a value the server refuses deletes the old
+one, keys memcached cannot take raise ``InvalidCacheKey``. Connections stay open across
+requests (``close()`` keeps them), are never shared by two threads, and a child process
+after ``fork()`` opens its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.cache.backends.base import (
+    InvalidCacheKey,
+    memcache_key_warnings,
+)
+from django.core.exceptions import ImproperlyConfigured
+
+from django_nativecache import _native
+from django_nativecache.backends.base import NativeCache
+from django_nativecache.options import in_range, parse_size, validate_options
+
+logger = logging.getLogger("django_nativecache")
+
+DEFAULT_PORT = 11211
+# Fail fast: a dead server costs one connect attempt, then is skipped for retry_timeout.
+DEFAULT_CONNECT_TIMEOUT = 1.0
+DEFAULT_IO_TIMEOUT = 1.0
+DEFAULT_RETRY_TIMEOUT = 2
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected True or False, got {value!r}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"expected a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
+def _only(*accepted: Any, why: str) -> Any:
+    def check(value: Any) -> Any:
+        if value not in accepted or isinstance(value, bool) != isinstance(accepted[0], bool):
+            raise ValueError(f"cannot be {value!r}: {why}")
+        return value
+
+    return check
+
+
+def _unsupported(why: str) -> Any:
+    def check(value: Any) -> Any:
+        raise ValueError(f"is not supported: {why}")
+
+    return check
+
+
+def _behaviors(value: Any) -> dict[str, int | str]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"must be a dict of pylibmc behaviour names, got {value!r}")
+    out: dict[str, int | str] = {}
+    for name, setting in value.items():
+        if name == "pickle_protocol":
+            if setting not in (-1, pickle.HIGHEST_PROTOCOL):
+                raise ValueError(
+                    "['pickle_protocol'] cannot be changed: values are pickled with the "
+                    "highest protocol, which every reader understands"
+                )
+            continue
+        if isinstance(setting, bool):
+            setting = int(setting)
+        if not isinstance(setting, (int, str)):
+            raise ValueError(f"[{name!r}] must be an integer or a name, got {setting!r}")
+        out[name] = setting
+    return out
+
+
+_SCHEMA = {
+    # Ours (uppercase, as in the other native backends and django-redis).
+    "IGNORE_EXCEPTIONS": (_bool, False),
+    "LOG_IGNORED_EXCEPTIONS": (_bool, True),
+    "COMPRESS_MIN_LENGTH": (in_range(0, 1 << 40, parse_size), 0),
+    "COMPRESS_LEVEL": (in_range(1, 9), 6),
+    # What PyLibMCCache users write.
+    "binary": (_bool, False),
+    "behaviors": (_behaviors, {}),
+    "username": (_unsupported("SASL authentication is not built in"), None),
+    "password": (_unsupported("SASL authentication is not built in"), None),
+    # What PyMemcacheCache users write (times in seconds).
+    "connect_timeout": (_seconds, DEFAULT_CONNECT_TIMEOUT),
+    "timeout": (_seconds, DEFAULT_IO_TIMEOUT),
+    "no_delay": (_bool, True),
+    "ignore_exc": (_bool, False),
+    "retry_timeout": (_seconds, DEFAULT_RETRY_TIMEOUT),
+    "dead_timeout": (_seconds, None),
+    "retry_attempts": (in_range(1, 1000), None),
+    "socket_keepalive": (_bool, False),
+    # Each cache instance (one per thread in Django) holds its own connections already.
+    "use_pooling": (_bool, False),
+    "max_pool_size": (in_range(1, 1 << 20), None),
+    "pool_idle_timeout": (in_range(0, 1 << 31), None),
+    "allow_unicode_keys": (_only(True, why="keys are sent as UTF-8"), True),
+    "default_noreply": (_only(False, why="every call needs the server's reply"), False),
+    "encoding": (_only("utf8", "utf-8", "ascii", why="keys are sent as UTF-8"), "utf8"),
+    "serde": (_unsupported("values use the shared pylibmc/pymemcache format"), None),
+    "serializer": (_unsupported("values use the shared pylibmc/pymemcache format"), None),
+    "deserializer": (_unsupported("values use the shared pylibmc/pymemcache format"), None),
+    "key_prefix": (_unsupported("use the cache's KEY_PREFIX setting"), None),
+    "tls_context": (_unsupported("TLS is not built in"), None),
+}
+
+_IPV6 = re.compile(r"^\[(?P<host>[0-9A-Fa-f:.]+)\](?::(?P<port>\d+))?$")
+
+
+def parse_server(spec: str) -> tuple[str, int, bool, int]:
+    """(host, port, is_unix_socket, weight) for one LOCATION entry.
+
+    Accepts ``host``, ``host:port``, ``[::1]``, ``[::1]:port``, ``unix:/path`` and
+    ``/path``.
+    """
+    spec = spec.strip()
+    if not spec:
+        raise ValueError("empty server address")
+    if spec.startswith("unix:"):
+        path = spec[len("unix:"):]
+        if not path:
+            raise ValueError(f"{spec!r} names no socket path")
+        return path, 0, True, 1
+    if spec.startswith("/"):
+        return spec, 0, True, 1
+    match = _IPV6.match(spec)
+    if match:
+        port = int(match.group("port") or DEFAULT_PORT)
+        host = match.group("host")
+    elif spec.count(":") == 1:
+        host, _, port_text = spec.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"{spec!r} has no valid port")
+        port = int(port_text)
+    elif ":" in spec:
+        raise ValueError(f"{spec!r}: write an IPv6 address in brackets, e.g. [::1]:11211")
+    else:
+        host, port = spec, DEFAULT_PORT
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"{spec!r} is not a valid server address")
+    return host, port, False, 1
+
+
+def _raise_for_memcached(self: Any, key: str) -> None:
+    # Django's memcached backends raise where the others only warn.
+    for warning in memcache_key_warnings(key):
+        raise InvalidCacheKey(warning)
+
+
+def _log_ignored(exc: BaseException) -> None:
+    logger.warning("memcached error ignored (IGNORE_EXCEPTIONS): %s", exc)
+
+
+class MemcachedCache(NativeCache):
+    validate_key = _raise_for_memcached
+    _native_validate_key = _raise_for_memcached
+    _enforce_max_entries = False  # the server evicts by its own memory limit
+    _incr_keeps_expiry = False
+
+    def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
+        name = f"{type(self).__name__} {server!r}"
+        options = validate_options(name, params.get("OPTIONS") or {}, _SCHEMA)
+        super().__init__(params)
+        if isinstance(server, str):
+            self._servers = re.split("[;,]", server)
+        else:
+            self._servers = list(server)
+        specs = []
+        for entry in self._servers:
+            if not isinstance(entry, str):
+                raise ImproperlyConfigured(f"{name}: LOCATION entries must be str, got {entry!r}")
+            if not entry.strip():
+                continue
+            try:
+                specs.append(parse_server(entry))
+            except ValueError as exc:
+                raise ImproperlyConfigured(f"{name}: LOCATION {exc}") from None
+        if not specs:
+            raise ImproperlyConfigured(f"{name}: LOCATION names no memcached server")
+        self._options = options
+        ignore = options["IGNORE_EXCEPTIONS"] or options["ignore_exc"]
+        try:
+            self._store = _native.open_memcached(
+                specs,
+                options["binary"],
+                list(self._behaviors(options).items()),
+                options["COMPRESS_MIN_LENGTH"],
+                options["COMPRESS_LEVEL"],
+                ignore,
+                _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
+            )
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(f"{name}: OPTIONS {exc}") from None
+
+    @staticmethod
+    def _behaviors(options: dict[str, Any]) -> dict[str, int | str]:
+        """pylibmc behaviours from the pymemcache-style options, then the explicit ones."""
+        derived: dict[str, int | str] = {
+            "connect_timeout": max(1, round(options["connect_timeout"] * 1000)),
+            "_poll_timeout": max(1, round(options["timeout"] * 1000)),
+            "tcp_nodelay": int(options["no_delay"]),
+            "retry_timeout": max(1, round(options["retry_timeout"])),
+        }
+        if options["socket_keepalive"]:
+            derived["tcp_keepalive"] = 1
+        if options["dead_timeout"] is not None:
+            derived["dead_timeout"] = max(1, round(options["dead_timeout"]))
+        if options["retry_attempts"] is not None:
+            derived["failure_limit"] = options["retry_attempts"]
+        return {**derived, **options["behaviors"]}
+
+    @property
+    def client_servers(self) -> list[str]:
+        return list(self._servers)
+
+    # -- Django's API beyond the shared one -----------------------------------------
+
+    def close(self, **kwargs: Any) -> None:
+        # Connections are kept across requests; libmemcached reconnects as needed.
+        pass
+
+    def ttl(self, key: Any, version: int | None = None) -> float | None:
+        raise NotImplementedError("memcached cannot report a key's remaining time")
+
+    # -- memcached's own commands -----------------------------------------------------
+
+    def flush_all(self) -> None:
+        """Empties every server (the same as clear())."""
+        self.clear()
+
+    def stats(self, group: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per server: what its ``stats`` command reports (numbers as int).
+
+        A server that did not answer maps to ``{"error": message}``.
+        """
+        result: dict[str, dict[str, Any]] = {}
+        for server, values, error in self._store.server_stats(group):
+            if error is not None:
+                result[server] = {"error": error}
+                continue
+            result[server] = {name: _number(value) for name, value in values.items()}
+        return result
+
+    def server_for(self, key: Any, version: int | None = None) -> str:
+        """The server that holds key: ``host:port`` or a socket path."""
+        return self._store.server_for(*self._key_args(key, version))
+
+    def behavior(self, name: str) -> int:
+        """The client's value for one of pylibmc's behaviour names."""
+        return self._store.behavior(name)
+
+    def disconnect_all(self) -> None:
+        """Closes every connection now; the next call reconnects."""
+        self._store.disconnect()
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+PyLibMCCache = MemcachedCache
+PyMemcacheCache = MemcachedCache

@@ -1,0 +1,136 @@
+"""Threads and processes: every reply belongs to its request.
+
+Django gives each thread its own cache instance, and so its own connections; a single
+instance shared by threads is still safe (calls on it take turns). After fork() (as
+under gunicorn --preload) a child never uses its parent's sockets: it connects afresh,
+and the parent keeps its own connection.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+import pytest
+from django.core.cache import CacheHandler
+
+from tests import mcutil
+
+BACKEND = "django_nativecache.backends.memcached.MemcachedCache"
+
+
+@pytest.fixture(scope="module")
+def server(memcached_module):
+    return memcached_module
+
+
+def hammer(cache, tag: str, rounds: int) -> list[str]:
+    """set/get/get_many/incr on keys of its own; returns every mismatch it saw."""
+    wrong = []
+    cache.set(f"{tag}-n", 0)
+    for i in range(rounds):
+        key = f"{tag}-{i % 50}"
+        value = {"tag": tag, "i": i, "pad": "x" * (i % 300)}
+        cache.set(key, value)
+        got = cache.get(key)
+        if got != value:
+            wrong.append(f"get {key}: {got!r}")
+        many = cache.get_many([key, f"{tag}-n"])
+        if many.get(key) != value:
+            wrong.append(f"get_many {key}: {many!r}")
+        if cache.incr(f"{tag}-n") != i + 1:
+            wrong.append(f"incr {tag}-n at {i}")
+    return wrong
+
+
+def test_threads_with_their_own_caches(server):
+    handler = CacheHandler({"default": {"BACKEND": BACKEND, "LOCATION": server.location}})
+    instances: dict[int, object] = {}
+    wrong: list[str] = []
+
+    def run(n: int) -> None:
+        cache = handler["default"]
+        assert handler["default"] is cache  # one instance per thread
+        instances[n] = cache
+        wrong.extend(hammer(cache, f"thread{n}", 1500))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+    assert len({id(c) for c in instances.values()}) == 8
+
+
+def test_threads_sharing_one_instance(server):
+    cache = mcutil.build(server.location)
+    wrong: list[str] = []
+    threads = [
+        threading.Thread(target=lambda n=n: wrong.extend(hammer(cache, f"shared{n}", 800)))
+        for n in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+
+
+def _child(location_cache, tag: str, conn) -> None:
+    try:
+        conn.send(hammer(location_cache, tag, 500))
+    except BaseException as exc:  # noqa: BLE001
+        conn.send([f"raised {exc!r}"])
+
+
+def test_fork_children_connect_afresh_and_the_parent_keeps_its_connection(server):
+    cache = mcutil.build(server.location)
+    cache.set("parent", "p")
+    assert cache.get("parent") == "p"  # the parent's connection is open now
+    before = int(server.stats()["total_connections"])
+
+    ctx = multiprocessing.get_context("fork")
+    pipes = []
+    procs = []
+    for n in range(4):
+        parent_end, child_end = ctx.Pipe()
+        p = ctx.Process(target=_child, args=(cache, f"child{n}", child_end))
+        p.start()
+        pipes.append(parent_end)
+        procs.append(p)
+    # The parent works on, on its own connection, while the children run.
+    wrong = hammer(cache, "parent", 500)
+    results = [pipe.recv() for pipe in pipes]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert not wrong
+    assert results == [[]] * 4
+    # Four children connected once each; the parent did not reconnect, and the
+    # children's exit (which frees their inherited handle) did not close its socket.
+    after = int(server.stats()["total_connections"])
+    assert after - before == 4 + 1  # + the probe itself
+    assert cache.get("parent") == "p"
+    assert int(server.stats()["total_connections"]) == after + 1
+
+
+def test_child_that_drops_its_inherited_cache_sends_nothing(server):
+    cache = mcutil.build(server.location)
+    cache.set("k", "v")
+    before = int(server.stats()["total_connections"])
+    pid = os.fork()
+    if pid == 0:  # the child: drop the inherited instance without using it
+        try:
+            del cache
+            import gc
+
+            gc.collect()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    # A "quit" sent on the inherited socket would have closed the parent's connection.
+    assert cache.get("k") == "v"
+    assert int(server.stats()["total_connections"]) == before + 1
