@@ -1,0 +1,215 @@
+"""DatabaseCache beyond Django's suite, on SQLite (tests.settings) and PostgreSQL
+(tests.settings_pg): Django's rows are read, writes are one statement, the row count is
+not asked on every write, transactions and routers are Django's, incr is atomic."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core import management
+from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from django_nativecache.backends.db import DatabaseCache
+from django_nativecache.exceptions import CorruptData
+
+TABLE = "nativecache db tests"
+
+
+class OtherDatabaseRouter:
+    """Puts the cache table on the 'other' database."""
+
+    def db_for_read(self, model, **hints):
+        return "other" if model._meta.app_label == "django_cache" else None
+
+    db_for_write = db_for_read
+
+    def allow_migrate(self, db, app_label, **hints):
+        return db == "other" if app_label == "django_cache" else None
+
+
+@pytest.fixture
+def table(transactional_db, settings):
+    settings.CACHES = {"default": {"BACKEND": "django_nativecache.backends.db.DatabaseCache",
+                                   "LOCATION": TABLE}}
+    management.call_command("createcachetable", verbosity=0)
+    yield TABLE
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE %s" % connection.ops.quote_name(TABLE))
+
+
+def build(**options) -> DatabaseCache:
+    return DatabaseCache(TABLE, {"OPTIONS": options} if options else {})
+
+
+def raw_value(key: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT value FROM %s WHERE cache_key = %%s" % connection.ops.quote_name(TABLE), [key]
+        )
+        row = cursor.fetchone()
+    return None if row is None else connection.ops.process_clob(row[0])
+
+
+def test_reads_what_djangos_database_cache_wrote(table):
+    theirs = DjangoDatabaseCache(TABLE, {})
+    ours = build()
+    values = {"s": "text", "i": 42, "big": 2**70, "b": b"\x00\xff", "d": {"a": [1, 2]},
+              "t": True, "n": None}
+    theirs.set_many(values)
+    assert ours.get_many(list(values)) == values
+    # Ours writes its own text format, which Django's class cannot read: switching back
+    # means clearing the table (documented).
+    ours.set("mine", "text")
+    assert raw_value(":1:mine") == "s:text"
+
+
+def test_value_text_format(table):
+    cache = build()
+    cache.set("s", "héllo")
+    cache.set("i", -7)
+    cache.set("nul", "a\x00b")
+    cache.set("p", [1, 2])
+    assert raw_value(":1:s") == "s:héllo"
+    assert raw_value(":1:i") == "i:-7"
+    assert raw_value(":1:nul").startswith("1:")  # a text column cannot hold NUL
+    assert raw_value(":1:p").startswith("1:")
+    assert cache.get_many(["s", "i", "nul", "p"]) == {"s": "héllo", "i": -7, "nul": "a\x00b",
+                                                       "p": [1, 2]}
+
+
+def test_compression_option(table):
+    cache = build(COMPRESS_MIN_LENGTH=100)
+    cache.set("long", "x" * 1000)
+    assert raw_value(":1:long").startswith("24:")
+    assert cache.get("long") == "x" * 1000
+
+
+def test_writes_are_one_statement_and_the_count_is_not_asked_each_time(table):
+    cache = build(MAX_ENTRIES=1000)
+    cache.set("first", 1)  # counts the table once
+    with CaptureQueriesContext(connection) as queries:
+        for i in range(20):
+            cache.set(f"k{i}", i)
+        assert cache.add("k0", "no") is False
+        assert cache.add("new", "yes") is True
+        cache.set_many({f"m{i}": i for i in range(50)})
+    sql = [q["sql"] for q in queries]
+    assert len(sql) == 23
+    assert not any("COUNT" in s for s in sql)
+
+
+def test_databases_without_upsert_take_the_portable_path(table, monkeypatch):
+    # MySQL, Oracle and third-party backends: UPDATE, else INSERT, in a transaction.
+    monkeypatch.setattr("django_nativecache.backends.db._UPSERT_VENDORS", frozenset())
+    cache = build(MAX_ENTRIES=1000)
+    cache.set("k", 1)
+    cache.set("k", 2)
+    assert cache.get("k") == 2
+    assert cache.add("k", 3) is False
+    assert cache.add("new", 4) is True and cache.get("new") == 4
+    cache.set("gone", 1, 0)  # written expired: add takes it over
+    assert cache.add("gone", 5) is True and cache.get("gone") == 5
+    assert cache.set_many({"a": 1, "b": 2}) == []
+    assert cache.get_many(["a", "b", "k"]) == {"a": 1, "b": 2, "k": 2}
+    with CaptureQueriesContext(connection) as queries:
+        cache.set("k", 6)
+    assert not any("ON CONFLICT" in q["sql"] for q in queries)
+
+
+def test_culling_keeps_the_table_at_max_entries(table):
+    cache = build(MAX_ENTRIES=30, CULL_FREQUENCY=3)
+    for i in range(200):
+        cache.set(f"c{i:03d}", i)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM %s" % connection.ops.quote_name(TABLE))
+        assert cursor.fetchone()[0] <= 31
+
+
+def test_a_write_rolled_back_with_its_transaction_is_gone(table):
+    cache = build()
+    cache.set("kept", 1)
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            cache.set("kept", 2)
+            cache.set("new", 3)
+            raise RuntimeError
+    assert cache.get("kept") == 1
+    assert cache.get("new") is None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_router_sends_the_table_to_another_database(settings):
+    settings.DATABASE_ROUTERS = [OtherDatabaseRouter()]
+    settings.CACHES = {"default": {"BACKEND": "django_nativecache.backends.db.DatabaseCache",
+                                   "LOCATION": TABLE}}
+    management.call_command("createcachetable", database="other", verbosity=0)
+    try:
+        cache = build()
+        with CaptureQueriesContext(connections["other"]) as other, \
+                CaptureQueriesContext(connection) as default:
+            cache.set("routed", "v")
+            assert cache.get("routed") == "v"
+        assert len(other) >= 2 and len(default) == 0
+    finally:
+        with connections["other"].cursor() as cursor:
+            cursor.execute("DROP TABLE %s" % connections["other"].ops.quote_name(TABLE))
+
+
+def test_incr_keeps_expiry_and_handles_non_integers(table):
+    cache = build()
+    cache.set("n", 1, 500)
+    assert cache.incr("n", 4) == 5
+    assert cache.decr("n") == 4
+    cache.set("f", 1.5)
+    assert cache.incr("f") == 2.5
+    with pytest.raises(ValueError):
+        cache.incr("missing")
+    cache.set("none", None)
+    with pytest.raises(TypeError):
+        cache.incr("none")
+
+
+@pytest.mark.skipif("connection.vendor == 'sqlite'",
+                    reason="SQLite's in-memory test database locks whole tables against "
+                           "concurrent writers; the same test runs on PostgreSQL")
+def test_incr_is_atomic_across_threads(table):
+    cache = build()
+    cache.set("counter", 0)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            own = build()  # a cache instance and a connection per thread, as in Django
+            for _ in range(100):
+                own.incr("counter")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert cache.get("counter") == 400
+
+
+def test_damaged_value_raises_corrupt_data(table):
+    cache = build()
+    cache.set("k", "v")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE %s SET value = %%s" % connection.ops.quote_name(TABLE), ["9:%%%"])
+    with pytest.raises(CorruptData):
+        cache.get("k")
+
+
+@pytest.mark.parametrize("options", [{"NOPE": 1}, {"MAX_ENTRIES": "many"}, {"COMPRESS_LEVEL": 0}])
+def test_bad_options(options):
+    with pytest.raises(ImproperlyConfigured):
+        build(**options)
