@@ -1,0 +1,312 @@
+"""System checks of the caches on django_nativecache's backends (tag ``caches``).
+
+Every cache whose BACKEND is one of ours, or a subclass, is opened as the site opens it:
+
+``django_nativecache.E001``  its settings are refused: the backend's ImproperlyConfigured
+                             (OPTIONS, LOCATION), or a BACKEND of ours that does not import
+``django_nativecache.E002``  its shared-memory segment cannot be created or attached (SIZE
+                             larger than /dev/shm can hold, owned by another user, damaged
+                             with ON_MISMATCH="fail")
+``django_nativecache.E003``  its directory (file cache) cannot be created or is not writable
+``django_nativecache.E004``  it cannot be opened for another reason
+``django_nativecache.W001``  one of its memcached servers does not answer
+
+Checks run before most management commands, so they are quick: memcached servers are
+asked in parallel with a short timeout, and nothing is left behind (no segment, no
+directory) for a cache that did not exist yet.
+
+Django's own cache checks (caches.W002, caches.W003) open every configured cache and
+raise when one cannot be opened, which ends the check run with a traceback before any
+message, these included, is printed. ``guard_django_cache_checks`` (run by the app's
+``ready()``) swaps them for guarded versions, so such a cache is reported as a check
+error: E001/E002 for ours, E004 for anyone else's.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.checks import CheckMessage, Error, Warning
+from django.core.checks import caches as django_cache_checks
+from django.core.checks.registry import registry
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from django_nativecache.backends import shm
+from django_nativecache.backends.base import NativeCache
+from django_nativecache.backends.db import DatabaseCache
+from django_nativecache.backends.filebased import FileBasedCache
+from django_nativecache.backends.memcached import MemcachedCache, parse_server
+from django_nativecache.exceptions import StorageFull
+
+SHM_DIR = "/dev/shm"
+#: Seconds a memcached server gets to accept a connection, and again to answer.
+PROBE_TIMEOUT = 0.5
+
+_SHM_HINT = "Lower OPTIONS['SIZE'], or give /dev/shm more room (mount -o remount,size=...)."
+
+
+def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for alias, entry in settings.CACHES.items():
+        backend = str(entry.get("BACKEND", ""))
+        try:
+            cls = _our_class(backend)
+        except ImportError as exc:
+            messages.append(_error(1, alias, backend, f"BACKEND cannot be imported: {exc}"))
+            continue
+        if cls is None:
+            continue  # anyone else's: Django and the backend speak for it
+        location = entry.get("LOCATION", "")
+        params = {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")}
+        try:
+            messages += _check_cache(alias, backend, cls, location, params)
+        except Exception as exc:  # a check must report, never crash the command it precedes
+            messages.append(_error(4, alias, backend, f"cannot be checked: {_text(exc)}"))
+    return messages
+
+
+def _our_class(backend: str) -> type | None:
+    """The BACKEND class when it is one of ours or a subclass, else None; ImportError for
+    a path into this package that does not import."""
+    try:
+        cls = import_string(backend)
+    except ImportError:
+        if backend.startswith("django_nativecache."):
+            raise
+        return None
+    ours = isinstance(cls, type) and issubclass(cls, (NativeCache, DatabaseCache))
+    return cls if ours else None
+
+
+def guard_django_cache_checks() -> None:
+    """Runs Django's cache checks that open every cache so that one failing cache is a
+    check error instead of a traceback (see the module's docstring). Idempotent."""
+    guarded = (
+        (django_cache_checks.check_file_based_cache_is_absolute, True),
+        # --deploy only, beside the one above: its report would be the same, so it is silent.
+        (django_cache_checks.check_cache_location_not_exposed, False),
+    )
+    for check, report in guarded:
+        for registered in (registry.registered_checks, registry.deployment_checks):
+            if check in registered:
+                registered.discard(check)
+                registered.add(_guard(check, report))
+
+
+_Check = Callable[..., list[CheckMessage]]
+
+
+def _guard(check: _Check, report: bool) -> _Check:
+    @functools.wraps(check)  # keeps the tags register() set on it
+    def guarded(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+        try:
+            return check(app_configs, **kwargs)
+        except Exception:
+            if not report:
+                return []
+        # A cache cannot be opened. check_caches reports ours; anyone else's are here.
+        messages: list[CheckMessage] = []
+        for alias, entry in settings.CACHES.items():
+            backend = str(entry.get("BACKEND", ""))
+            try:
+                if _our_class(backend) is not None:
+                    continue
+            except ImportError:
+                continue
+            try:
+                caches.create_connection(alias)
+            except Exception as exc:
+                messages.append(_error(4, alias, backend, f"cannot be opened: {_text(exc)}"))
+        return messages
+
+    return guarded
+
+
+def _error(n: int, alias: str, backend: str, msg: str, hint: str | None = None) -> Error:
+    return Error(f"CACHES[{alias!r}] ({backend}): {msg}", hint=hint,
+                 id=f"django_nativecache.E{n:03d}")
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _check_cache(alias: str, backend: str, cls: type, location: Any,
+                 params: dict[str, Any]) -> list[CheckMessage]:
+    if issubclass(cls, shm.SharedMemoryCache):
+        return _check_shm(alias, backend, cls, location, params)
+    try:
+        cache = cls(location, params)
+    except ImproperlyConfigured as exc:
+        return [_error(1, alias, backend, str(exc))]
+    except Exception as exc:
+        return [_error(4, alias, backend, f"cannot be opened: {_text(exc)}")]
+    if isinstance(cache, FileBasedCache):
+        return _check_directory(alias, backend, cache._dir)
+    if isinstance(cache, MemcachedCache):
+        return _check_servers(alias, backend, cache.client_servers)
+    return []
+
+
+# -- shared memory ----------------------------------------------------------------------
+
+
+def _check_shm(alias: str, backend: str, cls: type, location: Any,
+               params: dict[str, Any]) -> list[CheckMessage]:
+    options = params.get("OPTIONS") or {}
+    if isinstance(options, Mapping):
+        namespace = options.get("NAMESPACE")  # the backend takes str() of it
+        name = shm.segment_name(location, None if namespace is None else str(namespace))
+        if not os.path.exists(os.path.join(SHM_DIR, name)):
+            return _probe_shm(alias, backend, cls, location, params, options, name)
+    # The segment exists (or OPTIONS is refused before anything is attached): attaching
+    # is what every process of the site does first, so the check may too.
+    try:
+        cls(location, params)
+    except ImproperlyConfigured as exc:
+        return [_error(1, alias, backend, str(exc))]
+    except Exception as exc:
+        return [_error(2, alias, backend, _text(exc), _SHM_HINT)]
+    return []
+
+
+def _probe_shm(alias: str, backend: str, cls: type, location: Any, params: dict[str, Any],
+               options: Mapping[str, Any], name: str) -> list[CheckMessage]:
+    # A segment the check created would stay in /dev/shm until reboot, holding its SIZE of
+    # memory (creating a segment reserves all of it), for a cache this host may never use;
+    # and removing it again could pull it from under a worker that attached meanwhile. So
+    # the check creates a segment of the same settings under a name of its own (another
+    # NAMESPACE) and removes that one: the same sizing, the same errors, and the real name
+    # is never touched.
+    namespace = f"django_nativecache check {os.getpid()} {secrets.token_hex(8)}"
+    probe = shm.segment_name(location, namespace)
+    try:
+        cls(location, {**params, "OPTIONS": {**options, "NAMESPACE": namespace}})
+    except ImproperlyConfigured as exc:
+        return [_error(1, alias, backend, str(exc))]
+    except StorageFull as exc:
+        vfs = os.statvfs(SHM_DIR)
+        free = vfs.f_bavail * vfs.f_frsize
+        message = f"{_text(exc).replace(probe, name)} ({SHM_DIR} has {free} bytes free)"
+        return [_error(2, alias, backend, message, _SHM_HINT)]
+    except Exception as exc:  # named as the segment the site would create
+        return [_error(2, alias, backend, _text(exc).replace(probe, name), _SHM_HINT)]
+    finally:
+        with suppress(Exception):
+            shm.unlink(probe)
+    return []
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def _check_directory(alias: str, backend: str, directory: str) -> list[CheckMessage]:
+    # The cache makes its directory on its first write: the nearest part of the path that
+    # exists must be a directory this process can create entries in.
+    existing = directory
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    hint = "Point LOCATION at a directory this user can write, or fix its permissions."
+    if not os.path.isdir(existing):
+        return [_error(3, alias, backend,
+                       f"the directory {directory} cannot be created: {existing} is not a "
+                       "directory", hint)]
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nativecache-check-", dir=existing))
+    except OSError as exc:
+        what = ("is not writable" if existing == directory
+                else f"cannot be created in {existing}")
+        return [_error(3, alias, backend,
+                       f"the directory {directory} {what}: {exc.strerror or exc}", hint)]
+    counters = os.path.join(directory, ".nativecache")
+    if os.path.lexists(counters) and not os.access(counters, os.R_OK | os.W_OK):
+        return [_error(3, alias, backend,
+                       f"{counters} (its counters and locks) is not readable and writable "
+                       "by this user", hint)]
+    return []
+
+
+# -- memcached --------------------------------------------------------------------------
+
+
+def _check_servers(alias: str, backend: str, servers: list[str]) -> list[CheckMessage]:
+    specs = {s.strip(): parse_server(s) for s in servers if isinstance(s, str) and s.strip()}
+    errors: dict[str, str | None] = {}
+
+    def probe(spec: str) -> None:
+        errors[spec] = _ask_version(specs[spec])
+
+    # Daemon threads, joined against one deadline: a name lookup that hangs (it has no
+    # timeout) is left behind rather than waited for.
+    threads = [threading.Thread(target=probe, args=(s,), daemon=True) for s in specs]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 2 * PROBE_TIMEOUT + 0.5
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    messages: list[CheckMessage] = []
+    for spec in specs:
+        error = errors.get(spec, f"no answer within {2 * PROBE_TIMEOUT + 0.5:g} s")
+        if error is not None:
+            messages.append(Warning(
+                f"CACHES[{alias!r}] ({backend}): memcached server {spec} does not answer: "
+                f"{error}",
+                hint="Start it, or fix LOCATION. Until it answers, the keys it holds raise "
+                     "CacheUnavailable (or miss, with IGNORE_EXCEPTIONS).",
+                id="django_nativecache.W001",
+            ))
+    return messages
+
+
+def _ask_version(address: tuple[str, int, bool, int]) -> str | None:
+    """Why the memcached server at address does not answer ``version``; None if it does."""
+    host, port, unix, _ = address
+    try:
+        sock = _connect(host, port, unix)
+    except TimeoutError:
+        return f"no connection within {PROBE_TIMEOUT:g} s"
+    except OSError as exc:
+        return exc.strerror or _text(exc)
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    reply = b""
+    with sock:
+        try:
+            sock.sendall(b"version\r\n")
+            while not reply.endswith(b"\r\n") and len(reply) < 1024:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(1024)
+                if not chunk:
+                    return "it closed the connection without a reply"
+                reply += chunk
+        except TimeoutError:
+            return f"no reply within {PROBE_TIMEOUT:g} s"
+        except OSError as exc:
+            return exc.strerror or _text(exc)
+    if not reply.startswith(b"VERSION "):
+        return f"it replied {reply[:60]!r}, which is not memcached's answer"
+    return None
+
+
+def _connect(host: str, port: int, unix: bool) -> socket.socket:
+    if not unix:
+        return socket.create_connection((host, port), timeout=PROBE_TIMEOUT)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(PROBE_TIMEOUT)
+        sock.connect(host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

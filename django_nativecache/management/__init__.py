@@ -1,0 +1,1 @@
+"""Management commands of django_nativecache: cache_stats, cache_clear, cache_keys."""

@@ -1,0 +1,78 @@
+"""``manage.py cache_clear [alias ...] [--noinput]``: empties caches, after a confirmation.
+
+As Django's ``flush``: asks for "yes" unless ``--noinput``; any other answer clears
+nothing and exits with status 0. A cache that cannot be cleared is reported and the
+others are still cleared; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import caches
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_nativecache.management.introspect import (
+    PROCESS_LOCAL_NOTE,
+    backend_path,
+    one_line,
+    process_local,
+    resolve_aliases,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Removes every entry of the named caches (all configured caches when none is "
+        "named), for every process and server that shares them."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("aliases", nargs="*", metavar="alias",
+                            help="Cache aliases from CACHES (default: all).")
+        parser.add_argument(
+            "--noinput", "--no-input", action="store_false", dest="interactive",
+            help="Clear without asking for confirmation.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        aliases = resolve_aliases(options["aliases"])
+        if options["interactive"]:
+            self.stdout.write(
+                f"You have requested to clear the cache{'s' if len(aliases) > 1 else ''} "
+                f"{', '.join(map(repr, aliases))}.\n"
+                "Every entry will be removed, for every process and server that uses "
+                f"{'them' if len(aliases) > 1 else 'it'}.\n"
+                "Are you sure you want to do this?\n\n"
+                "    Type 'yes' to continue, or 'no' to cancel: ",
+                ending="",
+            )
+            self.stdout.flush()
+            try:
+                answer = input()
+            except EOFError:  # no terminal and nothing piped in: no consent either
+                answer = ""
+            if answer != "yes":
+                self.stdout.write("Cache clear cancelled; nothing was removed.")
+                return
+        failed = []
+        for alias in aliases:
+            try:
+                cache = caches[alias]
+                cache.clear()
+            except Exception as exc:  # one broken cache must not keep the others full
+                failed.append(alias)
+                self.stderr.write(
+                    f"Cache {alias!r} ({backend_path(alias)}) was not cleared: {one_line(exc)}"
+                )
+                continue
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"Cleared cache {alias!r} ({backend_path(alias)}).")
+            if process_local(cache):
+                self.stderr.write(PROCESS_LOCAL_NOTE)
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(aliases)} caches could not be cleared: "
+                f"{', '.join(map(repr, failed))}."
+            )
