@@ -1,4 +1,4 @@
-"""python -m django_nativecache demo [--workers N] [--pages N] [--backend django-locmem]"""
+"""python -m django_nativecache demo [--backend NAME] [--workers N] [--seconds S] ..."""
 
 from __future__ import annotations
 
@@ -7,21 +7,34 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from django_nativecache.demo.caches import BACKENDS
+
     parser = argparse.ArgumentParser(prog="python -m django_nativecache")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="worker processes sharing one cache")
-    demo.add_argument("--workers", type=int, default=4)
-    demo.add_argument("--pages", type=int, default=20)
+    demo = commands.add_parser(
+        "demo", help="the demo site under gunicorn, with load, hits and misses"
+    )
     demo.add_argument(
         "--backend",
-        choices=["shm", "django-locmem"],
+        choices=list(BACKENDS),
         default="shm",
-        help="shm: ours, shared by all workers; django-locmem: Django's, one per worker",
+        help="shm (default): ours, shared by all workers; django-locmem: Django's, one "
+        "per worker; memcached backends start a memcached unless --location is given",
     )
+    demo.add_argument("--location", help="the cache's LOCATION (server, directory, ...)")
+    demo.add_argument("--workers", type=int, default=4)
+    demo.add_argument("--pages", type=int, default=50, help="pages of each kind")
+    demo.add_argument("--seconds", type=float, default=5.0, help="how long the load runs")
+    demo.add_argument("--cost-ms", type=float, default=20.0, help="cost of a miss")
     args = parser.parse_args(argv)
-    from django_nativecache import demo as demo_module
+    from django_nativecache.demo import run
 
-    return demo_module.run(args.workers, args.pages, args.backend)
+    try:
+        return run.run(args.backend, args.workers, args.pages, args.seconds, args.location,
+                       args.cost_ms)
+    except run.DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    name = "django_nativecache.demo"
+    label = "nativecache_demo"

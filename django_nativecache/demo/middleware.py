@@ -1,0 +1,42 @@
+"""Middleware of the demo site."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.middleware.cache import CacheMiddleware
+
+
+class ServedByMiddleware:
+    """Adds ``X-Served-By: <pid>`` to every response, after any cache middleware has
+    stored it, so a cached page still tells which worker process served it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response["X-Served-By"] = str(os.getpid())
+        return response
+
+
+class SectionCacheMiddleware(CacheMiddleware):
+    """Django's per-site cache middleware (``CacheMiddleware``, which is
+    ``UpdateCacheMiddleware`` and ``FetchFromCacheMiddleware`` in one, configured by the
+    ``CACHE_MIDDLEWARE_*`` settings), applied to the pages under ``SECTION``, so that the
+    site's other doors into the cache (``cache_page``, ``{% cache %}``, the low-level API)
+    can be seen on their own."""
+
+    SECTION = "/site/"
+
+    def process_request(self, request: HttpRequest) -> Any:
+        if not request.path.startswith(self.SECTION):
+            return None
+        return super().process_request(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not request.path.startswith(self.SECTION):
+            return response
+        return super().process_response(request, response)

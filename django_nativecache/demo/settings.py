@@ -1,0 +1,43 @@
+"""Settings of the demo site, chosen by environment variables:
+
+``DEMO_CACHE``           backend name (``django_nativecache.demo.caches.BACKENDS``); ``shm``
+``DEMO_CACHE_LOCATION``  its LOCATION (segment name, server, directory, table)
+``DEMO_CACHE_MIDDLEWARE`` ``0`` leaves the per-site cache middleware out (the ceiling)
+``DEMO_COST_MS``         the cost of computing a part of a page; 20
+``DEMO_WORK_LOG``        file counting computations (``django_nativecache.demo.work``)
+``DEMO_DB``              the SQLite database (for ``db`` backends); a temp file
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from django_nativecache.demo.caches import cache_setting
+
+SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "django-nativecache-demo-not-secret")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "django_nativecache.demo.urls"
+WSGI_APPLICATION = "django_nativecache.demo.wsgi.application"
+INSTALLED_APPS = ["django_nativecache", "django_nativecache.demo"]
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get(
+            "DEMO_DB", os.path.join(tempfile.gettempdir(), "django-nativecache-demo.sqlite3")
+        ),
+    }
+}
+CACHES = {
+    "default": cache_setting(
+        os.environ.get("DEMO_CACHE", "shm"), os.environ.get("DEMO_CACHE_LOCATION") or None
+    )
+}
+MIDDLEWARE = ["django_nativecache.demo.middleware.ServedByMiddleware"]
+if os.environ.get("DEMO_CACHE_MIDDLEWARE", "1") != "0":
+    MIDDLEWARE.append("django_nativecache.demo.middleware.SectionCacheMiddleware")
+CACHE_MIDDLEWARE_SECONDS = 60
+CACHE_MIDDLEWARE_KEY_PREFIX = "demo"
+USE_TZ = True

@@ -1,0 +1,215 @@
+"""The demo site (django_nativecache/demo/) under real servers: gunicorn with 4 worker
+processes, and uvicorn (ASGI) for the async view.
+
+Every computed part of a page is logged by the process that computed it
+(django_nativecache.demo.work), so a test counts the misses the whole site paid for,
+whichever worker paid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from django_nativecache.demo import run as demo
+from django_nativecache.demo.work import read_log
+
+WORKERS = 4
+PAGES = 24
+VISITS = 8  # each page, so that every page meets several workers
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[object]:
+    """Builds the environment of a demo site on one backend; removes its segment."""
+    segments: list[str] = []
+
+    def env(backend: str, location: str | None = None) -> dict[str, str]:
+        if backend == "shm" and location is None:
+            location = f"site-test-{os.getpid()}-{len(segments)}"
+            segments.append(location)
+        e = demo.site_env(backend, str(tmp_path), location, cost_ms=2)
+        # The test process must find the checkout's package before any installed one.
+        e["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), e.get("PYTHONPATH")]))
+        return e
+
+    yield env
+    for location in segments:
+        demo._unlink_segment(location)
+
+
+def visit_all(port: int, paths: list[str], visits: int, clients: int) -> list[tuple[str, str]]:
+    """Requests every path ``visits`` times from ``clients`` threads at once; a path is
+    only ever requested by one thread, so no two requests for one page overlap (two
+    overlapping misses would both compute, on any cache). (path, worker pid) per reply."""
+    served: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def client(mine: list[str]) -> None:
+        for _ in range(visits):
+            for path in mine:
+                status, headers, body = demo.request(port, path)
+                with lock:
+                    if status != 200:
+                        failures.append(f"{path}: {status}")
+                    served.append((path, headers["x-served-by"]))
+
+    threads = [threading.Thread(target=client, args=(paths[i::clients],)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    return served
+
+
+def serve_pages(env: dict[str, str]) -> tuple[Counter[str], Counter[int], set[str]]:
+    """Serves PAGES cache_page pages VISITS times each through gunicorn; returns the
+    computations per part, per computing pid, and the pids that served."""
+    paths = [f"/page/{n}/" for n in range(PAGES)]
+    with demo.gunicorn(env, WORKERS) as port:
+        served = visit_all(port, paths, VISITS, clients=WORKERS)
+    log = read_log(env["DEMO_WORK_LOG"])
+    assert len(served) == PAGES * VISITS
+    return Counter(what for _, what in log), Counter(pid for pid, _ in log), {p for _, p in served}
+
+
+def test_gunicorn_shared_memory_computes_each_page_once_for_all_workers(site) -> None:
+    computed, computed_by, served_by = serve_pages(site("shm"))
+    # Every worker served pages, and each page was computed exactly once in all.
+    assert len(served_by) == WORKERS
+    assert computed == Counter({f"view page {n}": 1 for n in range(PAGES)})
+    # ... by whichever worker met it first: not all by one of them.
+    assert len(computed_by) > 1
+
+
+def test_gunicorn_locmem_computes_pages_once_per_worker(site) -> None:
+    """The same load on Django's LocMemCache: each worker has a cache of its own, so a
+    page is computed again by every worker that serves it, up to WORKERS times."""
+    computed, _, served_by = serve_pages(site("django-locmem"))
+    assert len(served_by) == WORKERS
+    assert set(computed) == {f"view page {n}" for n in range(PAGES)}
+    assert max(computed.values()) <= WORKERS
+    total = sum(computed.values())
+    # With 8 visits of each page spread over 4 workers, far more than one computation
+    # per page: the difference the shared cache makes.
+    assert total >= 2 * PAGES, computed
+
+
+def test_gunicorn_serves_every_door_of_the_site_from_one_shared_cache(site) -> None:
+    paths = (
+        [f"/site/{n}/" for n in range(6)]
+        + [f"/lowlevel/{n}/" for n in range(6)]
+        + [f"/fragments/?lang={lang}" for lang in ("en", "fr", "de")]
+        + [f"/async/{n}/" for n in range(6)]
+    )
+    env = site("shm")
+    with demo.gunicorn(env, WORKERS) as port:
+        # The header fragment is on every fragments page: fill it before the pages are
+        # requested at once, as two overlapping misses would both compute it.
+        assert demo.request(port, "/fragments/?lang=en")[0] == 200
+        visit_all(port, paths, visits=6, clients=3)
+        # The fragments page varies on ?lang= in one fragment only.
+        _, _, body = demo.request(port, "/fragments/?lang=fr")
+    computed = Counter(what for _, what in read_log(env["DEMO_WORK_LOG"]))
+    expected = (
+        [f"site page {n}" for n in range(6)]
+        + [f"lowlevel {n}" for n in range(6)]
+        + [f"async page {n}" for n in range(6)]
+        + ["fragment header"]
+        + [f"fragment greeting {lang}" for lang in ("en", "fr", "de")]
+    )
+    assert computed == Counter({what: 1 for what in expected})
+    assert b"fragment greeting fr" in body and b'lang="fr"' in body
+
+
+# --- uvicorn (ASGI) ------------------------------------------------------------------
+
+
+@contextmanager
+def uvicorn(env: dict[str, str]) -> Iterator[int]:
+    port = demo.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "django_nativecache.demo.asgi:application",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+         "--log-level", "warning"],
+        env=env,
+    )
+    try:
+        demo.wait_for_workers(proc, port, 2, "uvicorn")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def serve_async(env: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
+    """Serves /async/<n>/ 4 times each under uvicorn; (computations per part, the
+    X-Cache-Yielded values seen)."""
+    yielded: Counter[str] = Counter()
+    with uvicorn(env) as port:
+        for _ in range(4):
+            for n in range(10):
+                status, headers, body = demo.request(port, f"/async/{n}/")
+                assert status == 200
+                assert f"async page {n}, computed by pid".encode() in body
+                yielded[headers["x-cache-yielded"]] += 1
+    computed = Counter(what for _, what in read_log(env["DEMO_WORK_LOG"]))
+    return computed, yielded
+
+
+def test_uvicorn_async_views_on_shared_memory_run_without_a_thread_hop(site) -> None:
+    """aget on the shared-memory cache never gives the event loop a turn: the view
+    schedules a callback before awaiting it and finds it not yet run (X-Cache-Yielded:
+    0). Django's own backends hop to a thread for every async call (next test)."""
+    computed, yielded = serve_async(site("shm"))
+    assert computed == Counter({f"async page {n}": 1 for n in range(10)})
+    assert yielded == Counter({"0": 40})
+
+
+def test_uvicorn_async_views_on_a_thread_hopping_cache_show_the_hop(site) -> None:
+    computed, yielded = serve_async(site("django-locmem"))
+    assert set(computed) == {f"async page {n}" for n in range(10)}
+    assert yielded == Counter({"1": 40})
+
+
+# --- the demo command ----------------------------------------------------------------
+
+
+def test_demo_command_runs_and_reports_hits_and_misses() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "django_nativecache", "demo", "--workers", "2", "--pages", "5",
+         "--seconds", "1.5", "--cost-ms", "5"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "gunicorn with 2 workers" in out
+    assert "requests/s (0 errors)" in out
+    # 5 pages of each of 3 kinds, plus the fragments page's header and its 4 greetings.
+    computed = re.search(r"computed \(cache misses, all workers together\): (\d+) for (\d+) "
+                         r"distinct parts", out)
+    assert computed is not None, out
+    misses, parts = int(computed[1]), int(computed[2])
+    assert parts == 20
+    assert parts <= misses <= 2 * parts  # a worker computes a part at most once
+    hits = re.search(r"parts served from the cache \(hits\): ([\d,]+) of ([\d,]+)", out)
+    assert hits is not None and int(hits[1].replace(",", "")) > 0, out
+    # cache_stats ran against the same segment and saw those misses.
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("CACHE "))
+    table = dict(zip(re.split(r"\s{2,}", lines[header]), re.split(r"\s{2,}", lines[header + 1])))
+    assert table["BACKEND"] == "django_nativecache.backends.shm.SharedMemoryCache"
+    assert int(table["MISSES"]) >= misses and int(table["HITS"]) > 0
