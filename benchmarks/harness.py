@@ -9,6 +9,7 @@ subjects alike, and only ratios between subjects measured in the same run are re
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import multiprocessing
 import os
 import queue
@@ -89,6 +90,10 @@ class DictFloor:
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         data = self._data
         return {k: data[k] for k in keys if k in data}
+
+    def set_many(self, data: dict[Any, Any], timeout: Any = None) -> list[Any]:
+        self._data.update(data)
+        return []
 
     def incr(self, key: Any, delta: int = 1) -> int:
         value = self._data[key] + delta
@@ -257,6 +262,62 @@ class LatencyResult:
         q = statistics.quantiles(s, n=4, method="inclusive")
         med = statistics.median(s)
         return 100.0 * (q[2] - q[0]) / med if med > 0 else None
+
+
+def subject_view(result: LatencyResult, rename: Callable[[str], str | None]) -> LatencyResult:
+    """The figures of the subjects ``rename`` keeps (it returns None for the others), under
+    the names it gives them: e.g. one transport's or one database's subjects by backend."""
+
+    def keep(by: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name, value in by.items():
+            short = rename(name)
+            if short is not None:
+                out[short] = value
+        return out
+
+    return LatencyResult(
+        samples={op: keep(by) for op, by in result.samples.items()},
+        errors={op: keep(by) for op, by in result.errors.items()},
+    )
+
+
+def goal_cells(
+    view: LatencyResult, op: str, peer: str, least: float, stat: str
+) -> tuple[str, str]:
+    """(measured peer/ours ratio, "yes"/"no"/"n/a") for the goal peer/ours >= least."""
+    ours, other = view.value(op, "ours", stat), view.value(op, peer, stat)
+    if ours is None or other is None or ours <= 0:
+        return "n/a", "n/a"
+    # Three digits, so that "met" always agrees with the figure shown.
+    return f"{other / ours:.3f}", "yes" if other / ours >= least else "no"
+
+
+def with_per_key(
+    result: LatencyResult, operations: Sequence[Operation], batches: dict[str, int]
+) -> list[Operation]:
+    """Table rows: ``operations``, each batched one (name -> keys per call) followed by a
+    row of its time per key, which is added to ``result``."""
+    rows = []
+    for op in operations:
+        rows.append(op)
+        batch = batches.get(op.name)
+        if batch is None:
+            continue
+        per_key = f"{op.name}, per key"
+        for name, samples in result.samples.get(op.name, {}).items():
+            result.samples.setdefault(per_key, {})[name] = [v / batch for v in samples]
+        for name, msg in result.errors.get(op.name, {}).items():
+            result.errors.setdefault(per_key, {})[name] = msg
+        rows.append(Operation(per_key, op.prepare, op.per))  # a table row, never timed
+    return rows
+
+
+def package_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def run_latency(

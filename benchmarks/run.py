@@ -48,7 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="print only, write no results file")
     p.add_argument("--list", action="store_true", help="list groups and exit")
     p.add_argument("--rounds", type=int, help="interleaved latency rounds (default 7, quick 3)")
-    p.add_argument("-n", type=int, help="calls per latency measurement (default 100000)")
+    p.add_argument(
+        "-n",
+        type=int,
+        help="calls per latency measurement (default 100000, or the group's own; quick: a tenth)",
+    )
     p.add_argument(
         "--stat",
         choices=("median", "min"),
@@ -98,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in wanted:
         g = groups[name]
+        full_n = g.n or 100_000
         ctx = Context(
             quick=args.quick,
-            rounds=args.rounds or (3 if args.quick else 7),
-            n=args.n or (10_000 if args.quick else 100_000),
+            rounds=args.rounds or (3 if args.quick else g.rounds or 7),
+            n=args.n or (max(1, full_n // 10) if args.quick else full_n),
             stat=args.stat,
             duration=args.duration or (0.3 if args.quick else 2.0),
+            out_dir=None if out is None else out.parent,
         )
         print(f"== {name}: {g.summary}", flush=True)
         t0 = time.monotonic()

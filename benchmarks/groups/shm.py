@@ -7,25 +7,21 @@ throughput of one vs two processes on a get/set mix, and memory overhead per sto
 from __future__ import annotations
 
 import os
-import pickle
 import secrets
 import statistics
 import tracemalloc
 from typing import Any
 
-from .. import harness
+from .. import harness, ops
 from ..harness import (
     DictFloor,
     MixWorkload,
     Operation,
-    Prepared,
     Subject,
-    cycle,
     fmt_ratio,
-    loop_call1,
-    loop_call2,
     md_table,
 )
+from ..ops import OBJ_187, POOL, SHORT
 from ..report import nproc
 from . import Context, group
 
@@ -34,103 +30,13 @@ LOCMEM_BACKEND = "django.core.cache.backends.locmem.LocMemCache"
 SHM_OPTIONS = {"MAX_ENTRIES": 100_000, "SIZE": "256MB"}  # large enough that nothing is culled
 LOCMEM_OPTIONS = {"MAX_ENTRIES": 100_000}
 
-POOL = 1000  # distinct keys each operation cycles over
-SHORT = "hello world"
-
-
-def _object_of_pickled_size(size: int) -> dict[str, Any]:
-    """A session-like dict whose highest-protocol pickle is exactly ``size`` bytes."""
-    base = {
-        "id": 48213,
-        "user": "alice@example.com",
-        "roles": ["editor", "viewer"],
-        "active": True,
-        "score": 0.875,
-        "note": "",
-    }
-    for pad in range(size):
-        candidate = dict(base, note="n" * pad)
-        if len(pickle.dumps(candidate, pickle.HIGHEST_PROTOCOL)) == size:
-            return candidate
-    raise ValueError(f"no padding gives a {size}-byte pickle")
-
-
-OBJ_187 = _object_of_pickled_size(187)
-assert len(pickle.dumps(OBJ_187, pickle.HIGHEST_PROTOCOL)) == 187
-
-
-def _keys(prefix: str) -> list[str]:
-    return [f"bench:{prefix}:{i}" for i in range(POOL)]
-
-
-# --------------------------------------------------------------------------------------------
-# Operations. Each prepare() fills what it needs, checks the answer once, and hands back the
-# timed loop; the loops themselves live in harness so they are the same code for every subject.
-
-
-def _get_hit(prefix: str, value: Any) -> Any:
-    def prepare(cache: Any, n: int) -> Prepared:
-        keys = _keys(prefix)
-        for k in keys:
-            cache.set(k, value)
-        got = cache.get(keys[1])
-        assert got == value and type(got) is type(value), f"get returned {got!r}"
-        items = cycle(keys, n)
-        get = cache.get
-        return Prepared(lambda: loop_call1(get, items), items)
-
-    return prepare
-
-
-def _get_miss(cache: Any, n: int) -> Prepared:
-    keys = _keys("miss")
-    got = cache.get(keys[1])
-    assert got is None, f"get of a missing key returned {got!r}"
-    items = cycle(keys, n)
-    get = cache.get
-    return Prepared(lambda: loop_call1(get, items), items)
-
-
-def _set_short(cache: Any, n: int) -> Prepared:
-    keys = _keys("set")
-    cache.set(keys[1], SHORT)
-    got = cache.get(keys[1])
-    assert got == SHORT, f"get after set returned {got!r}"
-    items = cycle(keys, n)
-    set_ = cache.set
-    return Prepared(lambda: loop_call2(set_, items, SHORT), items)
-
-
-def _get_many_100(cache: Any, n: int) -> Prepared:
-    keys = _keys("key")
-    for k in keys:
-        cache.set(k, SHORT)
-    windows = [(keys[i:] + keys[:i])[:100] for i in range(0, POOL, 100)]
-    got = cache.get_many(windows[1])
-    assert len(got) == 100 and all(v == SHORT for v in got.values()), "get_many lost keys"
-    items = cycle(windows, n)
-    get_many = cache.get_many
-    return Prepared(lambda: loop_call1(get_many, items), items)
-
-
-def _incr(cache: Any, n: int) -> Prepared:
-    keys = _keys("ctr")
-    for k in keys:
-        cache.set(k, 0)
-    got = cache.incr(keys[1])
-    assert got == 1, f"incr of 0 returned {got!r}"
-    items = cycle(keys, n)
-    incr = cache.incr
-    return Prepared(lambda: loop_call1(incr, items), items)
-
-
 OPERATIONS = [
-    Operation("get hit, short str", _get_hit("key", SHORT)),
-    Operation("get hit, 187-byte pickle", _get_hit("obj", OBJ_187)),
-    Operation("get miss", _get_miss),
-    Operation("set, short str", _set_short),
-    Operation("get_many, 100 keys", _get_many_100, per=100),
-    Operation("incr", _incr),
+    Operation("get hit, short str", ops.get_hit("key", SHORT)),
+    Operation("get hit, 187-byte pickle", ops.get_hit("obj", OBJ_187)),
+    Operation("get miss", ops.get_miss),
+    Operation("set, short str", ops.set_short),
+    Operation("get_many, 100 keys", ops.get_many(100), per=100),
+    Operation("incr", ops.incr),
 ]
 
 
