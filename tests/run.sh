@@ -5,7 +5,8 @@
 #   2. native     C++ unit tests, optimised build      (build/native, ctest)
 #   3. asan       C++ unit tests under ASan + UBSan    (build/asan,   ctest)
 #   4. extension  django_nativecache._native built in place (pip install -e .)
-#   5. pytest     python -m pytest tests
+#   5. pytest     python -m pytest tests (SQLite), then the database-cache tests again on
+#                 PostgreSQL (tests.settings_pg; the server is started if it is not running)
 #
 # A build failure stops the run at once; a failing test stage is recorded and the later stages
 # still run, so one run reports everything. The exit status is non-zero if any stage failed
@@ -84,6 +85,25 @@ PYTEST_STATUS=0
 "$PYTHON" -m pytest tests || PYTEST_STATUS=$?
 if ((PYTEST_STATUS != 0)); then
   FAILED+=("pytest (exit status $PYTEST_STATUS)")
+fi
+
+# The database cache once more, on PostgreSQL at 127.0.0.1:5432 (trust, database test).
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
+  for cluster in /etc/postgresql/*/main; do
+    pg_ctlcluster --skip-systemctl-redirect "$(basename "$(dirname "$cluster")")" main start || true
+  done
+fi
+PG_STATUS=0
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  echo "run.sh: no PostgreSQL answers at 127.0.0.1:5432 (trust auth, database test);" \
+    "the database tests cannot run there" >&2
+fi
+"$PYTHON" -m pytest --ds=tests.settings_pg -p no:cacheprovider \
+  tests/conformance/test_django_db.py tests/test_db_cache.py tests/test_shared_behaviour.py \
+  || PG_STATUS=$?
+if ((PG_STATUS != 0)); then
+  FAILED+=("pytest on PostgreSQL (exit status $PG_STATUS)")
+  if ((PYTEST_STATUS == 0)); then PYTEST_STATUS=$PG_STATUS; fi
 fi
 done_section "pytest"
 

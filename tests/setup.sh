@@ -22,6 +22,7 @@ nativecache_setup() {
     libboost1.81-dev zlib1g-dev libmemcached-dev libsasl2-dev
     libssl-dev  # libmemcached.pc requires libcrypto, which libmemcached-dev does not pull in
     libgtest-dev memcached
+    wrk  # HTTP load generator of the http benchmark group
   )
 
   # --- which interpreter, and what it needs from apt -----------------------------------------
