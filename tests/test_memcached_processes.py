@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
+import time
 
 import pytest
 from django.core.cache import CacheHandler
@@ -134,3 +136,57 @@ def test_child_that_drops_its_inherited_cache_sends_nothing(server):
     # A "quit" sent on the inherited socket would have closed the parent's connection.
     assert cache.get("k") == "v"
     assert int(server.stats()["total_connections"]) == before + 1
+
+
+def _wait_exit(pid: int, seconds: float) -> int | None:
+    """The child's wait status, or None (and the child killed) if it ran past seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def test_fork_while_another_thread_is_inside_a_call(memcached_server):
+    # A thread waits inside get() (the store's lock held) on a stopped server when the
+    # main thread forks: the child must not inherit that lock held by a thread that
+    # does not exist in it.
+    cache = mcutil.build(memcached_server.location, timeout=5.0)
+    cache.set("k", "v")
+    memcached_server.pause()
+    waiting = threading.Thread(target=cache.get, args=("k",))
+    waiting.start()
+    time.sleep(0.3)  # the thread is inside the call, waiting for the reply
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if cache.get("k") == "v" else 2
+        finally:
+            os._exit(code)
+    memcached_server.resume()
+    status = _wait_exit(pid, 15)
+    waiting.join(10)
+    assert status is not None, "the child hung on the lock its parent's thread held"
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert cache.get("k") == "v"
+
+
+def test_get_many_while_another_thread_changes_the_key_list(memcached_server):
+    cache = mcutil.build(memcached_server.location, timeout=5.0)
+    cache.set_many({f"k{i}": i for i in range(50)})
+    keys = [f"k{i}" for i in range(50)]
+    memcached_server.pause()
+    got: list[dict] = []
+    caller = threading.Thread(target=lambda: got.append(cache.get_many(keys)))
+    caller.start()
+    time.sleep(0.3)  # the call waits on the server, without the GIL
+    keys.clear()
+    keys.extend(f"other{i}" * 3 for i in range(200))
+    memcached_server.resume()
+    caller.join(10)
+    assert got == [{f"k{i}": i for i in range(50)}]

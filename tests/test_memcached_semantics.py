@@ -110,6 +110,56 @@ def test_refused_value_raises_and_deletes_the_old_one(cache, server):
     assert cache.get("next") == "fine"
 
 
+@pytest.mark.parametrize("mode", ["add", "replace", "cas"])
+def test_refused_add_replace_or_cas_changes_nothing(cache, mode):
+    # Django's delete-on-failure rule is set()'s alone: a refused add, replace or cas
+    # leaves what another writer stored.
+    cache.set("k", "kept")
+    big = b"x" * (2 << 20)
+    with pytest.raises(ValueTooLarge):
+        if mode == "cas":
+            _, token = cache.gets("k")
+            cache.cas("k", big, token)
+        else:
+            getattr(cache, mode)("k", big)
+    assert cache.get("k") == "kept"
+
+
+def test_zero_timeouts_are_one_command(cache, server):
+    # add/replace/cas with a timeout that keeps nothing are sent as the command itself
+    # (already expired), never as a get then a delete, which could remove what another
+    # client wrote in between.
+    cache.set("live", 1)
+    _, token = cache.gets("live")
+    before = server.stats()
+    assert cache.add("fresh", 1, 0) is True
+    assert cache.add("live", 2, 0) is False
+    assert cache.replace("live", 3, 0) is True
+    cache.set("c", 1)
+    _, token = cache.gets("c")
+    after_gets = server.stats()
+    assert cache.cas("c", 2, token, -1) is True
+    after = server.stats()
+    assert int(after_gets["cmd_get"]) - int(before["cmd_get"]) == 1  # the gets above
+    assert int(after["cmd_get"]) == int(after_gets["cmd_get"])
+    assert int(after["delete_hits"]) + int(after["delete_misses"]) == int(
+        before["delete_hits"]
+    ) + int(before["delete_misses"])
+    assert cache.get_many(["fresh", "live", "c"]) == {}
+
+
+def test_backend_timeout_as_djangos_memcached_backends_report_it(cache):
+    from django.core.cache.backends.memcached import PyMemcacheCache
+
+    django_cache = PyMemcacheCache("127.0.0.1:1", {"TIMEOUT": 300})  # connects on first use
+    cache.default_timeout = 300
+    now = int(time.time())
+    for timeout in [None, 0, -5, 0.4, 1, 100.9, THIRTY_DAYS, THIRTY_DAYS + 1]:
+        ours, theirs = cache.get_backend_timeout(timeout), django_cache.get_backend_timeout(timeout)
+        assert abs(ours - theirs) <= 1 and (ours > now) == (theirs > now), timeout
+    assert cache.get_backend_timeout() == django_cache.get_backend_timeout() == 300
+
+
 def test_set_many_returns_refused_keys(cache):
     cache.set("big", "old")
     failed = cache.set_many({"small": 1, "big": b"x" * (2 << 20), "other": "v"})
@@ -139,6 +189,14 @@ def test_incr_and_decr(cache):
         cache.incr("missing")
     with pytest.raises(ValueError, match="not found"):
         cache.decr("missing")
+
+
+def test_decr_by_more_than_the_server_takes_stops_at_zero(cache):
+    # Deltas over 32 bits are added in Python; memcached's floor still holds.
+    cache.set("n", 10)
+    assert cache.decr("n", 2**33) == 0
+    assert cache.get("n") == 0
+    assert cache.incr("n", 2**33) == 2**33
 
 
 def test_decr_stops_at_zero_as_memcached_does(cache):
@@ -359,6 +417,25 @@ def test_ignore_exceptions_turns_errors_into_logged_misses(memcached_server, cap
     assert cache.gets("k") == (None, None)
     ignored = [r for r in caplog.records if "IGNORE_EXCEPTIONS" in r.getMessage()]
     assert len(ignored) >= 12
+    # Each names the failure, set_many's too (the first of its keys' failures).
+    assert all("memcached" in r.getMessage() for r in ignored), [r.getMessage() for r in ignored]
+
+
+def test_set_many_reports_its_first_failure_readably(memcached_server, caplog):
+    cache = mcutil.build(memcached_server.location, IGNORE_EXCEPTIONS=True)
+    memcached_server.kill()
+    caplog.set_level(logging.WARNING, logger="django_nativecache")
+    assert cache.set_many({f"k{i}": "v" * 100 for i in range(5)}) == [f"k{i}" for i in range(5)]
+    (record,) = [r for r in caplog.records if "IGNORE_EXCEPTIONS" in r.getMessage()]
+    assert record.getMessage().startswith("memcached error ignored (IGNORE_EXCEPTIONS): memcached")
+
+
+def test_pymemcaches_ignore_exc_alone_turns_errors_into_misses(memcached_server):
+    cache = mcutil.build(memcached_server.location, ignore_exc=True)
+    cache.set("k", 1)
+    memcached_server.kill()
+    assert cache.get("k", "default") == "default"
+    assert cache.add("k", 2) is False
 
 
 def test_ignore_exceptions_keeps_bad_input_errors(memcached_server):

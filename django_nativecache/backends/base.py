@@ -77,6 +77,9 @@ class NativeCache(NativeKeys, BaseCache):
     #: (a store that cannot read an expiry stores the sum with the default timeout, as
     #: Django's BaseCache.incr does).
     _incr_keeps_expiry: bool = True
+    #: Whether decr of a non-negative integer stops at 0 (memcached's rule), also when the
+    #: delta is too large for the store to apply itself.
+    _decr_stops_at_zero: bool = False
 
     def __init__(self, params: dict[str, Any]) -> None:
         super().__init__(params)
@@ -145,6 +148,8 @@ class NativeCache(NativeKeys, BaseCache):
             if value is _MISSING:
                 raise ValueError("Key '%s' not found" % key)
             new_value = value + delta
+            if self._decr_stops_at_zero and type(value) is int and value >= 0 > new_value:
+                new_value = 0
             if self._store.cas(k[0], new_value, timeout, token, *k[1:]):
                 return new_value
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
     InvalidCacheKey,
     memcache_key_warnings,
 )
@@ -38,6 +40,7 @@ DEFAULT_PORT = 11211
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_IO_TIMEOUT = 1.0
 DEFAULT_RETRY_TIMEOUT = 2
+_THIRTY_DAYS = 60 * 60 * 24 * 30
 
 
 def _bool(value: Any) -> bool:
@@ -174,6 +177,7 @@ class MemcachedCache(NativeCache):
     _native_validate_key = _raise_for_memcached
     _enforce_max_entries = False  # the server evicts by its own memory limit
     _incr_keeps_expiry = False
+    _decr_stops_at_zero = True
 
     def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
         name = f"{type(self).__name__} {server!r}"
@@ -236,6 +240,21 @@ class MemcachedCache(NativeCache):
     def close(self, **kwargs: Any) -> None:
         # Connections are kept across requests; libmemcached reconnects as needed.
         pass
+
+    def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> int:
+        """The expiry memcached is sent for a timeout, as Django's memcached backends
+        report it: 0 for never, -1 for not kept, relative seconds up to 30 days, else an
+        absolute Unix time. (The native store applies the same rules itself.)"""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return 0
+        seconds = int(timeout)
+        if seconds == 0:
+            return -1
+        if seconds > _THIRTY_DAYS:
+            seconds += int(time.time())
+        return seconds
 
     def ttl(self, key: Any, version: int | None = None) -> float | None:
         raise NotImplementedError("memcached cannot report a key's remaining time")

@@ -4,25 +4,18 @@
 #ifdef NATIVECACHE_HAVE_LIBMEMCACHED
 
 #include <libmemcached/memcached.h>
-#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <unordered_map>
 
 namespace nativecache::mc {
 
 namespace {
-
-// Bumped in every child of fork(): a store compares it with the generation it was
-// built in, and a child builds its own connections instead of using inherited ones.
-std::atomic<std::uint64_t> g_fork_generation{0};
-std::once_flag g_atfork_once;
-
-void on_fork_child() noexcept { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
 constexpr std::int64_t kThirtyDays = 60 * 60 * 24 * 30;
 
@@ -204,14 +197,14 @@ MemcachedStore::MemcachedStore(ClientConfig cfg) : cfg_(std::move(cfg)) {}
 MemcachedStore::~MemcachedStore() {
   // A child must not send "quit" on its parent's connections, which memcached_free does:
   // the inherited handle is left as it is.
-  if (fork_generation_ != g_fork_generation.load(std::memory_order_relaxed)) {
+  if (fork_generation_ != fork_generation()) {
     static_cast<void>(h_.release());
   }
 }
 
 Status MemcachedStore::open(const ClientConfig& cfg, std::unique_ptr<MemcachedStore>& out,
                             std::string& detail) {
-  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+  watch_forks();
   if (cfg.servers.empty()) {
     detail = "no memcached server given";
     return Status::Of(Code::kInvalidArgument);
@@ -313,12 +306,12 @@ Status MemcachedStore::build(std::string& detail) {
   }
   h->result_ready = true;
   h_ = std::move(h);
-  fork_generation_ = g_fork_generation.load(std::memory_order_relaxed);
+  fork_generation_ = fork_generation();
   return Status::Ok();
 }
 
 MemcachedStore::Handle& MemcachedStore::handle() {
-  if (fork_generation_ != g_fork_generation.load(std::memory_order_relaxed)) [[unlikely]] {
+  if (fork_generation_ != fork_generation()) [[unlikely]] {
     // In a child of fork(): the inherited sockets belong to the parent. Leave them
     // untouched (freeing the handle would send "quit" on them) and connect afresh.
     static_cast<void>(h_.release());
@@ -339,7 +332,13 @@ Status MemcachedStore::fetch_one(Handle& h, std::string_view key, ValueOut* out)
   bool found = false;
   Status status = Status::Ok();
   while (memcached_fetch_result(h.mc, &h.result, &rc) != nullptr) {
-    if (found) continue;  // drain: a reply must be read to its end
+    if (found || !status.ok()) continue;  // drain: a reply must be read to its end
+    if (std::string_view(memcached_result_key_value(&h.result),
+                         memcached_result_key_length(&h.result)) != key) {
+      // Never seen, and never to be trusted: a connection answering for another key.
+      status = failure(Code::kUnavailable, "memcached: a reply named another key");
+      continue;
+    }
     found = true;
     if (out == nullptr) continue;
     std::size_t n = memcached_result_length(&h.result);
@@ -359,6 +358,10 @@ Status MemcachedStore::fetch_one(Handle& h, std::string_view key, ValueOut* out)
   }
   if (rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
     return server_failure(h.mc, rc);
+  }
+  if (status.code == Code::kUnavailable) {
+    memcached_quit(h.mc);  // out of step: the next call reconnects
+    return status;
   }
   if (!found) return Status::Of(Code::kNotFound);
   return status;
@@ -415,8 +418,8 @@ Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut&
   return status;
 }
 
-Status MemcachedStore::store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas) {
-  auto expiration = static_cast<time_t>(exptime(w.ttl, std::time(nullptr)));
+Status MemcachedStore::store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas,
+                                 time_t expiration) {
   const auto* value = reinterpret_cast<const char*>(w.data.data());
   const char* key = w.key.data();
   memcached_return_t rc = MEMCACHED_SUCCESS;
@@ -452,24 +455,12 @@ Status MemcachedStore::store_now(Handle& h, const Write& w, Mode mode, std::uint
 
 // A timeout that keeps nothing. Sent as an expiry, -1 is written as 4294967295 in the
 // text protocol (which the server rejects, leaving the value's bytes to be read as a
-// command) and stored for ever in the binary one: so it is done with delete instead.
-Status MemcachedStore::drop(Handle& h, std::string_view key, Mode mode, std::uint64_t cas) {
-  if (mode != Mode::kSet) {
-    std::vector<std::byte> buf;
-    ValueOut probe;
-    probe.grow = &buf;
-    Status s = fetch_one(h, key, mode == Mode::kCas ? &probe : nullptr);
-    if (s.code == Code::kNotFound) {
-      return mode == Mode::kAdd ? Status::Ok() : Status::Of(Code::kNotFound);
-    }
-    if (!s.ok()) return s;
-    if (mode == Mode::kAdd) return Status::Of(Code::kExists);
-    if (mode == Mode::kCas && probe.cas != cas) return Status::Of(Code::kExists);
-  }
-  memcached_return_t rc = memcached_delete(h.mc, key.data(), key.size(), 0);
-  if (success(rc) || rc == MEMCACHED_NOTFOUND) return Status::Ok();
-  return server_failure(h.mc, rc);
-}
+// command) and stored for ever in the binary one. A set is a delete. add, replace and
+// cas must still answer as the command would (exists, missing, stale token) and must
+// stay one command, so another client's write between a check and a delete is never
+// lost: they are sent with an absolute expiry before the server started, which it
+// stores as already expired in both protocols.
+constexpr time_t kAlreadyExpired = kThirtyDays + 1;
 
 Status MemcachedStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limits&) {
   if (!valid_key(w.key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
@@ -477,12 +468,22 @@ Status MemcachedStore::store(const Write& w, Mode mode, std::uint64_t cas, const
   Handle& h = handle();
   Write write = w;
   write.ttl = whole_seconds(w.ttl);
-  if (write.ttl.kind == Ttl::Kind::kDrop) return drop(h, w.key, mode, cas);
-  Status s = store_now(h, write, mode, cas);
+  time_t expiration = kAlreadyExpired;
+  if (write.ttl.kind == Ttl::Kind::kDrop) {
+    if (mode == Mode::kSet) {
+      memcached_return_t rc = memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
+      if (success(rc) || rc == MEMCACHED_NOTFOUND) return Status::Ok();
+      return server_failure(h.mc, rc);
+    }
+  } else {
+    expiration = static_cast<time_t>(exptime(write.ttl, std::time(nullptr)));
+  }
+  Status s = store_now(h, write, mode, cas, expiration);
   if (s.code == Code::kTooLarge) {
-    // Django's rule: a value that failed to be stored must not leave the old one behind
-    // (the cached_db session backend relies on it).
-    memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
+    // Django's rule for set: a value that failed to be stored must not leave the old one
+    // behind (the cached_db session backend relies on it). add, replace and cas change
+    // nothing when they fail, as Django's memcached backends do.
+    if (mode == Mode::kSet) memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
     return failure(Code::kTooLarge, "the memcached server refused the value as too large "
                                     "(its item size limit, memcached -I, is 1 MiB by default)");
   }

@@ -11,13 +11,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/fork.hpp"
 #include "core/store.hpp"
 
 namespace nativecache::mc {
@@ -110,11 +111,10 @@ class MemcachedStore final : public Store {
   Status build(std::string& detail);
   Handle& handle();  // the live handle, rebuilt first in a forked child
   Status fetch_one(Handle& h, std::string_view key, ValueOut* out);
-  Status store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas);
-  Status drop(Handle& h, std::string_view key, Mode mode, std::uint64_t cas);
+  Status store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas, time_t expiration);
 
   ClientConfig cfg_;
-  std::mutex mu_;
+  ForkSafeMutex mu_;  // a child forked while another thread held it can still lock it
   std::unique_ptr<Handle> h_;
   std::uint64_t fork_generation_ = 0;
 };

@@ -387,9 +387,11 @@ PyObject* Store_ttl(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) 
 PyObject* Store_get_many(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return guard([&]() -> PyObject* {
     if (!check_nargs("get_many", nargs, 1, 3)) return nullptr;
-    Ref seq(PySequence_Fast(args[0], "get_many() takes an iterable of keys"));
+    // A tuple of its own: another thread may change the caller's list while the GIL is
+    // released, and the keys are read again after the call.
+    Ref seq(PySequence_Tuple(args[0]));
     if (!seq) return nullptr;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
+    Py_ssize_t n = PyTuple_GET_SIZE(seq.get());
     PyObject** items = PySequence_Fast_ITEMS(seq.get());
     std::vector<KeyBuf> keys(static_cast<std::size_t>(n));
     std::vector<std::string_view> views(static_cast<std::size_t>(n));
@@ -445,6 +447,7 @@ PyObject* Store_set_many(StoreObject* self, PyObject* const* args, Py_ssize_t na
     }
     std::vector<std::size_t> failed;
     Status bad = Status::Ok();
+    std::string bad_what;  // a store's message lives only until its next failure
     std::size_t bad_index = 0;
     {
       AllowThreads allow(self);
@@ -457,15 +460,20 @@ PyObject* Store_set_many(StoreObject* self, PyObject* const* args, Py_ssize_t na
           continue;
         }
         if (soft_error(s) && self->ignore_errors) {
-          if (bad.ok()) bad = s;
+          if (bad.ok()) {
+            bad = s;
+            if (s.what != nullptr) bad_what = s.what;
+          }
           failed.push_back(i);
           continue;
         }
         bad = s;
+        if (s.what != nullptr) bad_what = s.what;
         bad_index = i;
         break;
       }
     }
+    if (bad.what != nullptr) bad.what = bad_what.c_str();
     if (!bad.ok()) {
       if (!soft_error(bad) || !self->ignore_errors) {
         return raise_for_key(self, bad, keys[bad_index].view());

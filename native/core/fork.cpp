@@ -1,0 +1,42 @@
+// The fork generation and ForkSafeMutex (see fork.hpp).
+#include "core/fork.hpp"
+
+#include <mutex>
+
+namespace nativecache {
+
+namespace {
+
+std::atomic<std::uint64_t> g_generation{0};
+// Serialises the re-making of mutexes in a child; itself re-made in the atfork handler,
+// which runs while the child has one thread.
+pthread_mutex_t g_remake = PTHREAD_MUTEX_INITIALIZER;
+std::once_flag g_once;
+
+void on_fork_child() noexcept {
+  pthread_mutex_init(&g_remake, nullptr);
+  g_generation.fetch_add(1, std::memory_order_release);
+}
+
+}  // namespace
+
+void watch_forks() noexcept {
+  std::call_once(g_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+}
+
+std::uint64_t fork_generation() noexcept { return g_generation.load(std::memory_order_acquire); }
+
+void ForkSafeMutex::lock() noexcept {
+  const std::uint64_t now = fork_generation();
+  if (generation_.load(std::memory_order_acquire) != now) [[unlikely]] {
+    pthread_mutex_lock(&g_remake);
+    if (generation_.load(std::memory_order_relaxed) != now) {
+      pthread_mutex_init(&m_, nullptr);
+      generation_.store(now, std::memory_order_release);
+    }
+    pthread_mutex_unlock(&g_remake);
+  }
+  pthread_mutex_lock(&m_);
+}
+
+}  // namespace nativecache

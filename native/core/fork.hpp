@@ -1,0 +1,37 @@
+// Fork awareness for the stores that hold process-local state (connections, descriptors,
+// in-process mutexes): a generation number bumped in every child of fork(), and a mutex
+// that a child never inherits locked.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace nativecache {
+
+// Registers the atfork handler that bumps the generation (once per process; cheap after).
+void watch_forks() noexcept;
+// 0 in the first process; one more in each child of fork() than in its parent.
+std::uint64_t fork_generation() noexcept;
+
+// A mutex for state guarded across threads of one process. A thread that holds it when
+// another thread forks does not exist in the child, so a plain mutex would stay locked
+// there for ever; this one is made anew on its first use in a child. BasicLockable, for
+// std::lock_guard. Needs watch_forks().
+class ForkSafeMutex {
+ public:
+  ForkSafeMutex() noexcept : generation_(fork_generation()) {}
+  ~ForkSafeMutex() { pthread_mutex_destroy(&m_); }
+  ForkSafeMutex(const ForkSafeMutex&) = delete;
+  ForkSafeMutex& operator=(const ForkSafeMutex&) = delete;
+
+  void lock() noexcept;
+  void unlock() noexcept { pthread_mutex_unlock(&m_); }
+
+ private:
+  pthread_mutex_t m_ = PTHREAD_MUTEX_INITIALIZER;
+  std::atomic<std::uint64_t> generation_;
+};
+
+}  // namespace nativecache
