@@ -141,6 +141,46 @@ def test_a_write_rolled_back_with_its_transaction_is_gone(table):
     assert cache.get("new") is None
 
 
+def _refuse_keys_with_boom() -> None:
+    """A trigger that makes the database refuse writes of keys containing 'boom'."""
+    table = connection.ops.quote_name(TABLE)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f"CREATE TRIGGER nc_boom BEFORE INSERT ON {table} "
+                "WHEN NEW.cache_key LIKE '%boom%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION nc_boom() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.cache_key LIKE '%boom%' THEN RAISE EXCEPTION 'refused'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER nc_boom BEFORE INSERT OR UPDATE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION nc_boom()"
+            )
+
+
+def test_a_failed_write_inside_a_transaction_leaves_it_usable(table):
+    # Django's rule: a write the database refuses fails quietly. Inside the caller's
+    # transaction it must not abort that transaction (PostgreSQL would refuse every
+    # later statement of it), so it runs under a savepoint of its own.
+    _refuse_keys_with_boom()
+    cache = build()
+    with transaction.atomic():
+        cache.set("before", 1)
+        assert cache.set("boom", 2) is None
+        assert cache.add("boom-add", 2) is False
+        assert cache.set_many({"boom-many": 1, "also": 2}) == ["boom-many", "also"]
+        assert cache.get("before") == 1
+        cache.set("after", 3)
+    assert cache.get_many(["before", "boom", "boom-add", "also", "after"]) == {
+        "before": 1,
+        "after": 3,
+    }
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_router_sends_the_table_to_another_database(settings):
     settings.DATABASE_ROUTERS = [OtherDatabaseRouter()]

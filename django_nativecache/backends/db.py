@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -47,6 +48,19 @@ _SCHEMA = {
 _UPSERT_VENDORS = frozenset({"sqlite", "postgresql"})
 _COUNT_MAX_AGE = 1.0  # seconds a row count is trusted for, against other writers
 _IN_CHUNK = 500  # keys per IN (...) list
+
+
+@contextmanager
+def _savepoint(connection: Any) -> Iterator[None]:
+    """Runs a write that may fail quietly. Inside the caller's transaction it gets a
+    savepoint of its own, so that its failure does not abort that transaction
+    (PostgreSQL refuses every later statement of an aborted one); in autocommit mode a
+    statement is atomic by itself and needs none."""
+    if connection.in_atomic_block:
+        with transaction.atomic(using=connection.alias):
+            yield
+    else:
+        yield
 
 
 @dataclass(frozen=True)
@@ -272,30 +286,32 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
         made = self._final_key(key, version)
         _, connection, sql = self._connection(write=True)
         exp = self._expiry(connection, timeout)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.touch, [exp, made, self._now(connection)])
-                return cursor.rowcount > 0
-        except DatabaseError:
-            return False
+        with connection.cursor() as cursor:
+            try:
+                with _savepoint(connection):
+                    cursor.execute(sql.touch, [exp, made, self._now(connection)])
+                    return cursor.rowcount > 0
+            except DatabaseError:
+                return False
 
     def _write(self, mode: str, made: str, value: Any, timeout: Any) -> bool:
         text = self._store.encode_text(value)  # a value that cannot be stored raises first
         db, connection, sql = self._connection(write=True)
         exp = self._expiry(connection, timeout)
-        try:
-            with connection.cursor() as cursor:
-                self._make_room(db, connection, sql, cursor, 1)
-                if sql.upsert:
-                    if mode == "set":
-                        cursor.execute(sql.insert(1), [made, text, exp])
-                        return True
-                    cursor.execute(sql.insert_add, [made, text, exp, self._now(connection)])
-                    return cursor.rowcount > 0
-                return self._write_portably(connection, sql, cursor, mode, made, text, exp)
-        except DatabaseError:
-            # As Django's: a write that loses a race fails quietly.
-            return False
+        with connection.cursor() as cursor:
+            self._make_room(db, connection, sql, cursor, 1)
+            try:
+                with _savepoint(connection):
+                    if sql.upsert:
+                        if mode == "set":
+                            cursor.execute(sql.insert(1), [made, text, exp])
+                            return True
+                        cursor.execute(sql.insert_add, [made, text, exp, self._now(connection)])
+                        return cursor.rowcount > 0
+                    return self._write_portably(connection, sql, cursor, mode, made, text, exp)
+            except DatabaseError:
+                # As Django's: a write that loses a race fails quietly.
+                return False
 
     def _write_portably(
         self, connection: Any, sql: _Sql, cursor: Any, mode: str, made: str, text: str, exp: Any
@@ -328,26 +344,27 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
             return []
         exp = self._expiry(connection, timeout)
         items = list(rows.items())
-        try:
-            with connection.cursor() as cursor:
-                self._make_room(db, connection, sql, cursor, len(items))
-                for i in range(0, len(items), _IN_CHUNK):
-                    chunk = items[i : i + _IN_CHUNK]
-                    params = [p for made, text in chunk for p in (made, text, exp)]
-                    cursor.execute(sql.insert(len(chunk)), params)
-        except DatabaseError:
-            return [k for k in data]
+        with connection.cursor() as cursor:
+            self._make_room(db, connection, sql, cursor, len(items))
+            try:
+                with _savepoint(connection):
+                    for i in range(0, len(items), _IN_CHUNK):
+                        chunk = items[i : i + _IN_CHUNK]
+                        params = [p for made, text in chunk for p in (made, text, exp)]
+                        cursor.execute(sql.insert(len(chunk)), params)
+            except DatabaseError:
+                return [k for k in data]
         return []
 
     def _write_text(self, made: str, text: str, timeout: Any) -> None:
         db, connection, sql = self._connection(write=True)
         exp = self._expiry(connection, timeout)
-        try:
-            with connection.cursor() as cursor:
-                self._make_room(db, connection, sql, cursor, 1)
+        with connection.cursor() as cursor:
+            self._make_room(db, connection, sql, cursor, 1)
+            try:
                 self._write_portably(connection, sql, cursor, "set", made, text, exp)
-        except DatabaseError:
-            pass
+            except DatabaseError:
+                pass
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self._delete_made([self._final_key(key, version)])
