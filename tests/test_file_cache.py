@@ -84,6 +84,42 @@ def test_damaged_files_read_as_misses_and_are_removed(tmp_path, damage):
     assert cache.get("k") == "fine"
 
 
+def test_truncated_entry_is_absent_for_has_key_and_ttl_too(tmp_path):
+    # has_key and ttl read only the header; the file's length still gives a truncated
+    # entry away.
+    cache = build(tmp_path)
+    cache.set("k", "x" * 500, 300)
+    path = Path(cache._key_to_file("k"))
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 100)
+    assert cache.has_key("k") is False
+    assert cache.ttl("k") == 0
+    assert cache.get("k") is None
+
+
+def test_refused_add_at_the_limit_evicts_nothing(tmp_path):
+    # Django's add checks the key before its set culls: an add refused for a live key
+    # must not cull, least of all that key.
+    cache = build(tmp_path, MAX_ENTRIES=3, CULL_FREQUENCY=1)
+    cache.set_many({"a": 1, "b": 2, "c": 3})
+    for key in "abc":
+        assert cache.add(key, 0) is False
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+    assert cache.add("d", 4) is True  # an add that writes culls as set does
+    assert cache.get("d") == 4 and len(entry_files(tmp_path)) <= 3
+
+
+def test_key_to_file_makes_private_directories_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        cache = build(tmp_path / "cache")
+        path = Path(cache._key_to_file("k"))
+    finally:
+        os.umask(old)
+    for d in (path.parent, path.parent.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
 def test_clear_keeps_foreign_files_and_the_directory(tmp_path):
     cache = build(tmp_path)
     cache.set_many({f"k{i}": i for i in range(50)})

@@ -55,7 +55,13 @@ class FileBasedCache(NativeCache):
     def _key_to_file(self, key: Any, version: int | None = None) -> str:
         """The file that holds key (its fan-out directory is created if missing)."""
         path = self._store.path_for(*self._key_args(key, version))
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        # makedirs applies its mode through the umask and only to the last directory;
+        # the umask makes every directory it creates 0700, as the native store does.
+        old_umask = os.umask(0o077)
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        finally:
+            os.umask(old_umask)
         return path
 
     def _is_expired(self, f: IO[bytes]) -> bool:

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -320,6 +321,84 @@ int set_lock(int fd, std::int64_t byte, short type, bool wait) noexcept {
   }
 }
 
+// Descriptors of .nativecache open in this process, any thread's. A child of fork()
+// shares their open file descriptions, and an OFD lock lasts until the last descriptor
+// of its description is closed: a child keeping copies would hold a lock its parent took
+// (before or after the fork) once the parent died, and every writer would wait for ever.
+// So the child closes its copies at once, in an atfork handler; opening and registering
+// happen under the registry's mutex, which fork() waits for, so no descriptor escapes.
+class CounterFds {
+ public:
+  static void watch_forks() {
+    static std::once_flag once;
+    std::call_once(once, [] { ::pthread_atfork(&prepare, &parent, &child); });
+  }
+  static int open(const char* path, int flags, mode_t mode) {
+    std::lock_guard guard(mu_);
+    int fd = open_file(path, flags, mode);
+    if (fd >= 0) {
+      try {
+        fds_.push_back(fd);
+      } catch (...) {
+        ::close(fd);
+        throw;
+      }
+    }
+    return fd;
+  }
+  static void close(int fd) noexcept {
+    {
+      std::lock_guard guard(mu_);
+      auto it = std::find(fds_.begin(), fds_.end(), fd);
+      if (it != fds_.end()) {
+        *it = fds_.back();
+        fds_.pop_back();
+      }
+    }
+    ::close(fd);
+  }
+
+ private:
+  static void prepare() noexcept { mu_.lock(); }
+  static void parent() noexcept { mu_.unlock(); }
+  static void child() noexcept {
+    for (int fd : fds_) ::close(fd);
+    fds_.clear();
+    mu_.unlock();
+  }
+  static inline std::mutex mu_;
+  static inline std::vector<int> fds_;
+};
+
+// Owns one registered descriptor of .nativecache (see CounterFds).
+class CounterFd {
+ public:
+  CounterFd() noexcept = default;
+  CounterFd(const char* path, int flags, mode_t mode = 0)
+      : fd_(CounterFds::open(path, flags, mode)) {}
+  CounterFd(CounterFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  CounterFd& operator=(CounterFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  CounterFd(const CounterFd&) = delete;
+  CounterFd& operator=(const CounterFd&) = delete;
+  ~CounterFd() { reset(); }
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
+  void reset() noexcept {
+    if (fd_ >= 0) CounterFds::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 // What a read found at an entry's path.
 enum class State : std::uint8_t {
   kAbsent,    // no file (or `err` says why it could not be read)
@@ -410,6 +489,11 @@ Found read_entry(const char* path, std::string_view key, Depth depth, std::byte*
     return f;
   }
   if (depth == Depth::kHeader) {
+    // The value is not read, so its length is checked against the file's: a truncated
+    // entry (a crash before the data reached the disk) is no more alive for has_key or
+    // ttl than for get. A damaged value of the right length needs the CRC (kCheck).
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size != static_cast<off_t>(file_size(f.h))) return f;
     f.state = State::kLive;
     return f;
   }
@@ -584,8 +668,8 @@ class CounterMap {
 // the same stripe at once. POSIX record locks avoid the fork problem but are per
 // process (no exclusion between threads) and are dropped by any close() of the file in
 // the process. A private description per operation excludes everyone, costs one open,
-// and the kernel releases the lock when a holder dies. The lock is released with an
-// explicit F_UNLCK, so a child forked while another thread held it cannot keep it.
+// and the kernel releases the lock when a holder dies. A forked child shares the
+// description but closes its copy at once (CounterFds), so it never keeps a lock alive.
 class FileStore::Lock {
  public:
   Lock() = default;
@@ -600,7 +684,7 @@ class FileStore::Lock {
 
  private:
   friend class FileStore;
-  Fd fd_;
+  CounterFd fd_;
   std::int64_t byte_ = 0;
 };
 
@@ -640,13 +724,13 @@ Status FileStore::open(const FileOptions& opts, std::unique_ptr<FileStore>& out,
   }
   std::size_t max_value = opts.max_value_size == 0 ? kDefaultMaxValueSize : opts.max_value_size;
   if (max_value > kMaxStoredValue) max_value = kMaxStoredValue;
+  CounterFds::watch_forks();
   std::unique_ptr<FileStore> store(new FileStore(std::move(dir), max_value));
   // Shared counters from the start when the directory is in use already; nothing is
   // created until the first write.
-  int fd = open_file(store->counter_path_.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    Fd counter(fd);
-    if (::fstat(fd, &st) == 0) store->counters_->follow(fd, st);
+  CounterFd counter(store->counter_path_.c_str(), O_RDWR | O_CLOEXEC);
+  if (counter.valid() && ::fstat(counter.get(), &st) == 0) {
+    store->counters_->follow(counter.get(), st);
   }
   out = std::move(store);
   return Status::Ok();
@@ -676,7 +760,8 @@ std::int64_t stripe_byte(std::uint64_t hash) noexcept {
 
 Status FileStore::lock(std::int64_t byte, bool create, Lock& out) {
   for (int attempt = 0;; ++attempt) {
-    int fd = open_file(counter_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CounterFd lock_fd(counter_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    const int fd = lock_fd.get();
     if (fd < 0) {
       int err = errno;
       if (err == ENOENT && !create) return Status::Of(Code::kNotFound);
@@ -686,7 +771,6 @@ Status FileStore::lock(std::int64_t byte, bool create, Lock& out) {
       }
       return os_failure("open", counter_path_, err);
     }
-    Fd lock_fd(fd);
     if (int err = set_lock(fd, byte, F_WRLCK, true); err != 0) {
       return os_failure("lock", counter_path_, err);
     }
@@ -872,7 +956,8 @@ Status FileStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limi
   }
   Lock lk;
   if (Status st = lock(stripe_byte(hash), true, lk); !st.ok()) return st;
-  if (limits.enforce && !drop && (mode == Mode::kSet || mode == Mode::kAdd)) {
+  const bool culls = limits.enforce && !drop && (mode == Mode::kSet || mode == Mode::kAdd);
+  if (culls && mode == Mode::kSet) {
     // Django culls before it writes once the count has reached MAX_ENTRIES. Culling
     // never takes a stripe lock, so holding this one while waiting for it is safe.
     if (Status st = cull(limits); !st.ok()) return st;
@@ -916,6 +1001,15 @@ Status FileStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limi
       unlink_entry(path, f.size(), f.state == State::kExpired, f.state == State::kDamaged);
     }
     return refuse;
+  }
+  if (culls && mode == Mode::kAdd) {
+    // Only an add that will write culls, as in Django (whose add checks the key first):
+    // an add refused for a live key must not evict anything, that key included.
+    if (Status st = cull(limits); !st.ok()) return st;
+    if (existed && !exists(path.c_str())) {  // the cull removed this key's dead file
+      existed = false;
+      old_size = 0;
+    }
   }
   const std::int64_t expire = w.ttl.kind == Ttl::Kind::kKeep
                                   ? (f.live() ? f.h.expire_ms : 0)
@@ -1229,11 +1323,10 @@ Status FileStore::keys(std::vector<std::string>& out) {
 
 StoreStats FileStore::stats() {
   // Attach to the shared counters if this store has not written yet.
-  int fd = open_file(counter_path_.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    Fd counter(fd);
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && st.st_nlink > 0) counters_->follow(fd, st);
+  CounterFd counter(counter_path_.c_str(), O_RDWR | O_CLOEXEC);
+  struct stat st {};
+  if (counter.valid() && ::fstat(counter.get(), &st) == 0 && st.st_nlink > 0) {
+    counters_->follow(counter.get(), st);
   }
   const Counters& c = counters_->block();
   StoreStats s;

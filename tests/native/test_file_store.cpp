@@ -1145,4 +1145,47 @@ TEST_F(FileStoreTest, KilledLockHolderDoesNotBlockOthers) {
   EXPECT_EQ(get(s, "k").value, "3");
 }
 
+TEST_F(FileStoreTest, ForkedChildNeverKeepsItsParentsLock) {
+  // A process whose thread holds a stripe lock forks a long-lived child, then dies. The
+  // lock's open file description is shared with the child; unless the child closed its
+  // copy, the lock would outlive its holder and every writer of the key wait for ever.
+  FileStore& s = make();
+  ASSERT_TRUE(put(s, "k", "1", Ttl::Forever(), kLong).ok());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    int locked[2];
+    if (::pipe(locked) != 0) ::_exit(3);
+    std::thread holder([&s, &locked] { s.debug_hold_lock("k", locked[1]); });
+    holder.detach();
+    if (read_byte(locked[0], 5000) != 'L') ::_exit(4);
+    pid_t grandchild = ::fork();
+    if (grandchild == 0) {
+      ::sleep(30);
+      ::_exit(0);
+    }
+    ssize_t n = ::write(fds[1], &grandchild, sizeof grandchild);
+    (void)n;
+    for (;;) ::pause();
+  }
+  Child parent(pid);
+  ::close(fds[1]);
+  pid_t grandchild = 0;
+  pollfd p{fds[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  ASSERT_EQ(::read(fds[0], &grandchild, sizeof grandchild),
+            static_cast<ssize_t>(sizeof grandchild));
+  ::close(fds[0]);
+  parent.kill();  // the holder dies; its child lives on
+  auto writer = spawn([&s] {
+    std::int64_t r = 0;
+    return s.incr("k", 1, r).ok() && r == 2 ? 0 : 1;
+  });
+  EXPECT_EQ(writer->wait_for(3000), 0) << "the lock outlived its holder in a forked child";
+  ::kill(grandchild, SIGKILL);
+  EXPECT_EQ(get(s, "k").value, "2");
+}
+
 }  // namespace
