@@ -28,11 +28,19 @@ def test_location_forms(memcached_factory):
         "commas": f"{tcp.location},{ipv6.location}",
         "spaces and empty entries": f" {tcp.location} ;; ",
     }
+    servers_of = {
+        "semicolons": 2,
+        "commas": 2,
+    }
     for name, location in forms.items():
         cache = mcutil.build(location)
         key = "form-" + name.replace(" ", "-")
         cache.set(key, name)
         assert cache.get(key) == name, name
+        # Every server of the string is in the pool, each answering.
+        stats = cache.stats()
+        assert len(stats) == servers_of.get(name, 1), (name, list(stats))
+        assert all("error" not in values for values in stats.values()), (name, stats)
 
 
 def test_djangos_settings_with_only_the_module_path_changed(memcached_factory):
