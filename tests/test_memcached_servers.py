@@ -164,24 +164,43 @@ def test_server_killed_under_load(three):
     assert int(three[2].stats()["cmd_set"]) > 0  # used again after the restart
 
 
-def test_hung_server_times_out(three):
-    cache = mcutil.build([s.location for s in three], timeout=0.5)
+def test_hung_server_times_out_then_is_skipped(three):
+    # A stopped server accepts connections (the kernel does) but never answers: the
+    # first call waits the I/O timeout, then its keys fail at once until retry_timeout.
+    locations = [s.location for s in three]
+    cache = mcutil.build(locations, timeout=0.5, retry_timeout=1)
+    lenient = mcutil.build(locations, timeout=0.5, retry_timeout=1, IGNORE_EXCEPTIONS=True,
+                           LOG_IGNORED_EXCEPTIONS=False)
     keys = [f"hang-{i}" for i in range(100)]
     cache.set_many({k: k for k in keys})
     hung = three[0]
-    on_hung = next(k for k in keys if cache.server_for(k) == hung.address)
-    elsewhere = next(k for k in keys if cache.server_for(k) != hung.address)
+    on_hung = [k for k in keys if cache.server_for(k) == hung.address]
+    elsewhere = [k for k in keys if k not in on_hung]
     hung.pause()
     try:
         started = time.monotonic()
         with pytest.raises(CacheUnavailable):
-            cache.get(on_hung)
+            cache.get(on_hung[0])
         assert time.monotonic() - started < 1.5
-        assert cache.get(elsewhere) == elsewhere
+        started = time.monotonic()
+        for k in on_hung[:20]:
+            with pytest.raises(CacheUnavailable, match="did not answer in time"):
+                cache.get(k)
+        with pytest.raises(CacheUnavailable, match="did not answer in time"):
+            cache.set(on_hung[0], "new")
+        with pytest.raises(CacheUnavailable, match="did not answer in time"):
+            cache.get_many(keys)
+        assert time.monotonic() - started < 0.3  # none of these waited
+        assert cache.get(elsewhere[0]) == elsewhere[0]
+        # With IGNORE_EXCEPTIONS: one wait, then the others' keys at once.
+        assert lenient.get(on_hung[0], "miss") == "miss"
+        started = time.monotonic()
+        assert lenient.get_many(keys) == {k: k for k in elsewhere}
+        assert time.monotonic() - started < 0.3
     finally:
         hung.resume()
+    time.sleep(1.2)  # past retry_timeout: the server is asked again
     # The reply the server sends once it runs again is never taken for a later call's.
-    time.sleep(0.1)
     assert cache.get_many(keys) == {k: k for k in keys}
     assert [cache.get(k) for k in keys] == keys
 

@@ -166,6 +166,12 @@ struct MemcachedStore::Handle {
   memcached_st* mc = nullptr;
   memcached_result_st result{};
   bool result_ready = false;
+  // Per server (libmemcached's position): until when it is skipped after a timeout.
+  std::vector<std::int64_t> hung_until;
+  std::int64_t skip_until = 0;  // the latest of them
+  std::int64_t retry_ms = 2000;
+
+  [[nodiscard]] bool skipping() const noexcept { return skip_until != 0 && now_ms() < skip_until; }
 
   Handle() = default;
   Handle(const Handle&) = delete;
@@ -305,6 +311,10 @@ Status MemcachedStore::build(std::string& detail) {
     return Status::Of(Code::kIo);
   }
   h->result_ready = true;
+  h->hung_until.assign(memcached_server_count(h->mc), 0);
+  h->retry_ms =
+      static_cast<std::int64_t>(memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT)) *
+      1000;
   h_ = std::move(h);
   fork_generation_ = fork_generation();
   return Status::Ok();
@@ -367,16 +377,46 @@ Status MemcachedStore::fetch_one(Handle& h, std::string_view key, ValueOut* out)
   return status;
 }
 
+// A server that accepts connections but does not answer (stopped, overloaded, a path
+// that drops packets after the handshake) would cost the whole I/O timeout on every
+// call for its keys: libmemcached marks only servers it cannot connect to. So a server
+// whose reply timed out is skipped here for retry_timeout, as one that refused is.
+// Nothing is hashed twice while no server is skipped.
+template <class Fn>
+Status MemcachedStore::on_key(std::string_view key, Fn&& fn) {
+  std::lock_guard lock(mu_);
+  Handle& h = handle();
+  if (h.skipping()) {
+    const std::uint32_t server = memcached_generate_hash(h.mc, key.data(), key.size());
+    if (server < h.hung_until.size() && now_ms() < h.hung_until[server]) {
+      return skipped(h, server);
+    }
+  }
+  Status s = fn(h);
+  if (s.code == Code::kUnavailable && memcached_last_error(h.mc) == MEMCACHED_TIMEOUT) {
+    const std::uint32_t server = memcached_generate_hash(h.mc, key.data(), key.size());
+    if (server < h.hung_until.size()) {
+      h.hung_until[server] = now_ms() + h.retry_ms;
+      h.skip_until = std::max(h.skip_until, h.hung_until[server]);
+    }
+  }
+  return s;
+}
+
+Status MemcachedStore::skipped(Handle& h, std::uint32_t server) {
+  return failure(Code::kUnavailable,
+                 "memcached: " + server_name(memcached_server_instance_by_position(h.mc, server)) +
+                     " did not answer in time; skipped until retry_timeout has passed");
+}
+
 Status MemcachedStore::get(std::string_view key, ValueOut& out) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  return fetch_one(handle(), key, &out);
+  return on_key(key, [&](Handle& h) { return fetch_one(h, key, &out); });
 }
 
 Status MemcachedStore::contains(std::string_view key) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  return fetch_one(handle(), key, nullptr);
+  return on_key(key, [&](Handle& h) { return fetch_one(h, key, nullptr); });
 }
 
 Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut& out) {
@@ -395,6 +435,24 @@ Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut&
   }
   std::lock_guard lock(mu_);
   Handle& h = handle();
+  Status skip = Status::Ok();  // keys of servers skipped after a timeout are not asked
+  if (h.skipping()) {
+    const std::int64_t now = now_ms();
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < ptrs.size(); ++i) {
+      const std::uint32_t server = memcached_generate_hash(h.mc, ptrs[i], lengths[i]);
+      if (server < h.hung_until.size() && now < h.hung_until[server]) {
+        if (skip.ok()) skip = skipped(h, server);
+        continue;
+      }
+      ptrs[kept] = ptrs[i];
+      lengths[kept] = lengths[i];
+      ++kept;
+    }
+    ptrs.resize(kept);
+    lengths.resize(kept);
+    if (kept == 0) return skip;
+  }
   memcached_return_t rc = memcached_mget(h.mc, ptrs.data(), lengths.data(), ptrs.size());
   // SOME_ERRORS: a server failed, the others still answer.
   if (!success(rc) && rc != MEMCACHED_SOME_ERRORS) return server_failure(h.mc, rc);
@@ -415,7 +473,7 @@ Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut&
       status.ok()) {
     status = server_failure(h.mc, frc);
   }
-  return status;
+  return status.ok() ? skip : status;
 }
 
 Status MemcachedStore::store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas,
@@ -464,73 +522,73 @@ constexpr time_t kAlreadyExpired = kThirtyDays + 1;
 
 Status MemcachedStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limits&) {
   if (!valid_key(w.key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
-  Write write = w;
-  write.ttl = whole_seconds(w.ttl);
-  time_t expiration = kAlreadyExpired;
-  if (write.ttl.kind == Ttl::Kind::kDrop) {
-    if (mode == Mode::kSet) {
-      memcached_return_t rc = memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
-      if (success(rc) || rc == MEMCACHED_NOTFOUND) return Status::Ok();
-      return server_failure(h.mc, rc);
+  return on_key(w.key, [&](Handle& h) -> Status {
+    Write write = w;
+    write.ttl = whole_seconds(w.ttl);
+    time_t expiration = kAlreadyExpired;
+    if (write.ttl.kind == Ttl::Kind::kDrop) {
+      if (mode == Mode::kSet) {
+        memcached_return_t rc = memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
+        if (success(rc) || rc == MEMCACHED_NOTFOUND) return Status::Ok();
+        return server_failure(h.mc, rc);
+      }
+    } else {
+      expiration = static_cast<time_t>(exptime(write.ttl, std::time(nullptr)));
     }
-  } else {
-    expiration = static_cast<time_t>(exptime(write.ttl, std::time(nullptr)));
-  }
-  Status s = store_now(h, write, mode, cas, expiration);
-  if (s.code == Code::kTooLarge) {
-    // Django's rule for set: a value that failed to be stored must not leave the old one
-    // behind (the cached_db session backend relies on it). add, replace and cas change
-    // nothing when they fail, as Django's memcached backends do.
-    if (mode == Mode::kSet) memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
-    return failure(Code::kTooLarge, "the memcached server refused the value as too large "
-                                    "(its item size limit, memcached -I, is 1 MiB by default)");
-  }
-  return s;
+    Status s = store_now(h, write, mode, cas, expiration);
+    if (s.code == Code::kTooLarge) {
+      // Django's rule for set: a value that failed to be stored must not leave the old one
+      // behind (the cached_db session backend relies on it). add, replace and cas change
+      // nothing when they fail, as Django's memcached backends do.
+      if (mode == Mode::kSet) memcached_delete(h.mc, w.key.data(), w.key.size(), 0);
+      return failure(Code::kTooLarge, "the memcached server refused the value as too large "
+                                      "(its item size limit, memcached -I, is 1 MiB by default)");
+    }
+    return s;
+  });
 }
 
 Status MemcachedStore::concat(std::string_view key, std::span<const std::byte> data,
                               std::uint32_t flags, bool prepend) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
-  const auto* value = reinterpret_cast<const char*>(data.data());
-  memcached_return_t rc =
-      prepend ? memcached_prepend(h.mc, key.data(), key.size(), value, data.size(), 0, flags)
-              : memcached_append(h.mc, key.data(), key.size(), value, data.size(), 0, flags);
-  if (success(rc)) return Status::Ok();
-  if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
-  return server_failure(h.mc, rc);
+  return on_key(key, [&](Handle& h) -> Status {
+    const auto* value = reinterpret_cast<const char*>(data.data());
+    memcached_return_t rc =
+        prepend ? memcached_prepend(h.mc, key.data(), key.size(), value, data.size(), 0, flags)
+                : memcached_append(h.mc, key.data(), key.size(), value, data.size(), 0, flags);
+    if (success(rc)) return Status::Ok();
+    if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
+    return server_failure(h.mc, rc);
+  });
 }
 
 Status MemcachedStore::remove(std::string_view key) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
-  memcached_return_t rc = memcached_delete(h.mc, key.data(), key.size(), 0);
-  if (success(rc)) return Status::Ok();
-  if (rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
-  return server_failure(h.mc, rc);
+  return on_key(key, [&](Handle& h) -> Status {
+    memcached_return_t rc = memcached_delete(h.mc, key.data(), key.size(), 0);
+    if (success(rc)) return Status::Ok();
+    if (rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
+    return server_failure(h.mc, rc);
+  });
 }
 
 Status MemcachedStore::touch(std::string_view key, Ttl ttl) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
-  ttl = whole_seconds(ttl);
-  memcached_return_t rc;
-  if (ttl.kind == Ttl::Kind::kDrop) {
-    rc = memcached_delete(h.mc, key.data(), key.size(), 0);
-  } else if (ttl.kind == Ttl::Kind::kKeep) {
-    return fetch_one(h, key, nullptr);
-  } else {
-    rc = memcached_touch(h.mc, key.data(), key.size(),
-                         static_cast<time_t>(exptime(ttl, std::time(nullptr))));
-  }
-  if (success(rc)) return Status::Ok();
-  if (rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
-  return server_failure(h.mc, rc);
+  return on_key(key, [&](Handle& h) -> Status {
+    ttl = whole_seconds(ttl);
+    memcached_return_t rc;
+    if (ttl.kind == Ttl::Kind::kDrop) {
+      rc = memcached_delete(h.mc, key.data(), key.size(), 0);
+    } else if (ttl.kind == Ttl::Kind::kKeep) {
+      return fetch_one(h, key, nullptr);
+    } else {
+      rc = memcached_touch(h.mc, key.data(), key.size(),
+                           static_cast<time_t>(exptime(ttl, std::time(nullptr))));
+    }
+    if (success(rc)) return Status::Ok();
+    if (rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
+    return server_failure(h.mc, rc);
+  });
 }
 
 Status MemcachedStore::incr(std::string_view key, std::int64_t delta, std::int64_t& result) {
@@ -539,36 +597,36 @@ Status MemcachedStore::incr(std::string_view key, std::int64_t delta, std::int64
   std::uint64_t magnitude = delta < 0 ? 0 - static_cast<std::uint64_t>(delta)
                                       : static_cast<std::uint64_t>(delta);
   if (magnitude > UINT32_MAX) return Status::Of(Code::kOverflow);
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
-  std::uint64_t value = 0;
-  auto offset = static_cast<std::uint32_t>(magnitude);
-  memcached_return_t rc =
-      delta < 0 ? memcached_decrement(h.mc, key.data(), key.size(), offset, &value)
-                : memcached_increment(h.mc, key.data(), key.size(), offset, &value);
-  if (success(rc)) {
-    if (value > static_cast<std::uint64_t>(INT64_MAX)) {
-      // Past what the caller can take: undo, so the caller's own addition (under cas)
-      // is the only one applied.
-      std::uint64_t ignored = 0;
-      if (delta < 0) {
-        memcached_increment(h.mc, key.data(), key.size(), offset, &ignored);
-      } else {
-        memcached_decrement(h.mc, key.data(), key.size(), offset, &ignored);
+  return on_key(key, [&](Handle& h) -> Status {
+    std::uint64_t value = 0;
+    auto offset = static_cast<std::uint32_t>(magnitude);
+    memcached_return_t rc =
+        delta < 0 ? memcached_decrement(h.mc, key.data(), key.size(), offset, &value)
+                  : memcached_increment(h.mc, key.data(), key.size(), offset, &value);
+    if (success(rc)) {
+      if (value > static_cast<std::uint64_t>(INT64_MAX)) {
+        // Past what the caller can take: undo, so the caller's own addition (under cas)
+        // is the only one applied.
+        std::uint64_t ignored = 0;
+        if (delta < 0) {
+          memcached_increment(h.mc, key.data(), key.size(), offset, &ignored);
+        } else {
+          memcached_decrement(h.mc, key.data(), key.size(), offset, &ignored);
+        }
+        return Status::Of(Code::kOverflow);
       }
-      return Status::Of(Code::kOverflow);
+      result = static_cast<std::int64_t>(value);
+      return Status::Ok();
     }
-    result = static_cast<std::int64_t>(value);
-    return Status::Ok();
-  }
-  if (rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
-  // The text protocol answers CLIENT_ERROR for a value that is not an unsigned decimal;
-  // the binary one reports the same as a failed read, with the connection intact.
-  if (rc == MEMCACHED_CLIENT_ERROR ||
-      (cfg_.binary && rc == MEMCACHED_UNKNOWN_READ_FAILURE)) {
-    return Status::Of(Code::kNotNumeric);
-  }
-  return server_failure(h.mc, rc);
+    if (rc == MEMCACHED_NOTFOUND) return Status::Of(Code::kNotFound);
+    // The text protocol answers CLIENT_ERROR for a value that is not an unsigned decimal;
+    // the binary one reports the same as a failed read, with the connection intact.
+    if (rc == MEMCACHED_CLIENT_ERROR ||
+        (cfg_.binary && rc == MEMCACHED_UNKNOWN_READ_FAILURE)) {
+      return Status::Of(Code::kNotNumeric);
+    }
+    return server_failure(h.mc, rc);
+  });
 }
 
 Status MemcachedStore::ttl(std::string_view, std::int64_t&) {

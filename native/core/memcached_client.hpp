@@ -110,6 +110,11 @@ class MemcachedStore final : public Store {
   explicit MemcachedStore(ClientConfig cfg);
   Status build(std::string& detail);
   Handle& handle();  // the live handle, rebuilt first in a forked child
+  // Runs fn on the handle under the store's lock, unless key's server is skipped after a
+  // timeout (kUnavailable at once); a timeout in fn starts such a skip.
+  template <class Fn>
+  Status on_key(std::string_view key, Fn&& fn);
+  static Status skipped(Handle& h, std::uint32_t server);
   Status fetch_one(Handle& h, std::string_view key, ValueOut* out);
   Status store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas, time_t expiration);
 
