@@ -260,6 +260,27 @@ def test_file_io_runs_without_the_gil(tmp_path):
     assert elapsed > 0.05 and ticks > elapsed * 1000 / 4, (ticks, elapsed)
 
 
+def test_stale_temp_files_are_swept_below_max_entries(tmp_path):
+    # Temp files of writers that died are removed by writes in turn, though a cache
+    # below MAX_ENTRIES never culls; a fresh one (a write in flight) is left.
+    cache = build(tmp_path)
+    cache.set("first", 1)
+    old = time.time() - 120
+    stale = []
+    for fanout in ("00", "7f", "ff"):
+        (tmp_path / fanout).mkdir(mode=0o700, exist_ok=True)
+        path = tmp_path / fanout / ".tmp-0123456789abcdef"
+        path.write_bytes(b"partial")
+        os.utime(path, (old, old))
+        stale.append(path)
+    fresh = tmp_path / "7f" / ".tmp-fedcba9876543210"
+    fresh.write_bytes(b"in flight")
+    for i in range(256 * 32 + 64):  # one sweep of every fan-out directory
+        cache.set(f"k{i % 50}", i)
+    assert [p for p in stale if p.exists()] == []
+    assert fresh.exists()
+
+
 # -- a full disk ------------------------------------------------------------------------------
 
 

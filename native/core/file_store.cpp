@@ -132,6 +132,19 @@ std::int64_t wall_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+std::int64_t mtime_ns(const struct stat& st) noexcept {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// Whether `name` in the directory open at dir_fd is a temp file old enough to be left
+// by a writer that died: a younger one may be another process's write in flight.
+bool stale_temp(int dir_fd, const char* name, std::int64_t now_ns) noexcept {
+  struct stat st {};
+  return std::string_view(name).starts_with(kTempPrefix) &&
+         ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         now_ns - mtime_ns(st) > kStaleTempNs;
+}
+
 // Cas tokens and temp names: they must differ between writes of every process sharing
 // the directory, including a parent and its forked children, so no per-process state.
 std::uint64_t random64() noexcept {
@@ -847,7 +860,29 @@ Status FileStore::write_entry(const std::string& path, std::string_view key,
   c.sets.fetch_add(1, std::memory_order_relaxed);
   if (!existed) c.entries.fetch_add(1, std::memory_order_relaxed);
   c.bytes.fetch_add(file_size(h) - old_size, std::memory_order_relaxed);
+  if (writes_.fetch_add(1, std::memory_order_relaxed) % kSweepEvery == kSweepEvery - 1) {
+    sweep_next_fanout();
+  }
   return Status::Ok();
+}
+
+// A writer killed between creating its temp file and renaming it leaves the file behind,
+// unseen by the counters; culling and clear() remove such files, but a cache below
+// MAX_ENTRIES may never cull. So every kSweepEvery-th write of a store lists one fan-out
+// directory, the next in turn, and removes the stale temp files there: all 256 every
+// 256 * kSweepEvery writes, at the cost of one directory listing per kSweepEvery writes.
+void FileStore::sweep_next_fanout() {
+  const std::uint32_t n = sweep_next_.fetch_add(1, std::memory_order_relaxed) & 255;
+  std::string fanout = dir_;
+  fanout += '/';
+  fanout += kHex[n >> 4];
+  fanout += kHex[n & 15];
+  Dir d(::opendir(fanout.c_str()));
+  if (d.get() == nullptr) return;
+  const std::int64_t now_ns = wall_ns();
+  while (dirent* e = ::readdir(d.get())) {
+    if (stale_temp(d.fd(), e->d_name, now_ns)) ::unlinkat(d.fd(), e->d_name, 0);
+  }
 }
 
 // Under the entry's stripe lock.
@@ -1149,10 +1184,6 @@ struct Seen {
   bool expired, damaged;
 };
 
-std::int64_t mtime_ns(const struct stat& st) noexcept {
-  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
-
 // Reads the header and key of the entry file open at fd (described by st), as the scans
 // of the whole directory do: false when they are not intact (short, bad magic, version or
 // lengths, a size other than the header's, a header CRC, which covers the key, that does
@@ -1197,10 +1228,7 @@ Status FileStore::cull(const Limits& limits) {
         std::string_view name(file);
         struct stat st {};
         if (name.starts_with(kTempPrefix)) {
-          if (::fstatat(sub.fd(), file, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-              now_ns - mtime_ns(st) > kStaleTempNs) {
-            ::unlinkat(sub.fd(), file, 0);
-          }
+          if (stale_temp(sub.fd(), file, now_ns)) ::unlinkat(sub.fd(), file, 0);
           return;
         }
         if (!name.ends_with(kEntrySuffix)) return;
@@ -1267,11 +1295,7 @@ Status FileStore::clear() {
         if (name.starts_with(kTempPrefix)) {
           // A fresh temp file is a write in flight in another process: removing it
           // would fail that write, and it keeps the directory for its rename.
-          struct stat st {};
-          if (::fstatat(sub.fd(), file, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-              now_ns - mtime_ns(st) <= kStaleTempNs) {
-            return;
-          }
+          if (!stale_temp(sub.fd(), file, now_ns)) return;
         } else if (!name.ends_with(kEntrySuffix)) {
           return;
         }

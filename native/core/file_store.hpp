@@ -132,11 +132,17 @@ class FileStore final : public Store {
   void discard_if_same(const std::string& path, std::uint64_t hash, int fd, std::int64_t size,
                        bool expired, bool damaged);
   Status cull(const Limits& limits);
+  void sweep_next_fanout();
+
+  // Writes between two sweeps of a fan-out directory for stale temp files.
+  static constexpr std::uint32_t kSweepEvery = 32;
 
   std::string dir_;
   std::string counter_path_;
   std::size_t max_value_;
   std::unique_ptr<CounterMap> counters_;
+  std::atomic<std::uint32_t> writes_{0};
+  std::atomic<std::uint32_t> sweep_next_{0};
 };
 
 }  // namespace nativecache::file
