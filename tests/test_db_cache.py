@@ -181,6 +181,20 @@ def test_a_failed_write_inside_a_transaction_leaves_it_usable(table):
     }
 
 
+def test_a_failed_write_with_autocommit_off_leaves_the_transaction_usable(table):
+    _refuse_keys_with_boom()
+    cache = build()
+    transaction.set_autocommit(False)
+    try:
+        cache.set("before", 1)
+        assert cache.add("boom", 2) is False
+        assert cache.get("before") == 1
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    assert cache.get_many(["before", "boom"]) == {"before": 1}
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_router_sends_the_table_to_another_database(settings):
     settings.DATABASE_ROUTERS = [OtherDatabaseRouter()]

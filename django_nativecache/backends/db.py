@@ -52,11 +52,11 @@ _IN_CHUNK = 500  # keys per IN (...) list
 
 @contextmanager
 def _savepoint(connection: Any) -> Iterator[None]:
-    """Runs a write that may fail quietly. Inside the caller's transaction it gets a
-    savepoint of its own, so that its failure does not abort that transaction
-    (PostgreSQL refuses every later statement of an aborted one); in autocommit mode a
-    statement is atomic by itself and needs none."""
-    if connection.in_atomic_block:
+    """Runs a write that may fail quietly. Inside the caller's transaction (``atomic()``
+    or autocommit turned off) it gets a savepoint of its own, so that its failure does
+    not abort that transaction (PostgreSQL refuses every later statement of an aborted
+    one); in autocommit mode a statement is atomic by itself and needs none."""
+    if not connection.get_autocommit():
         with transaction.atomic(using=connection.alias):
             yield
     else:
