@@ -311,7 +311,12 @@ Status MemcachedStore::build(std::string& detail) {
     return Status::Of(Code::kIo);
   }
   h->result_ready = true;
-  h->hung_until.assign(memcached_server_count(h->mc), 0);
+  // Skipping needs the server a key goes to; with random distribution or replicas a
+  // request may go elsewhere, so those configurations leave it to libmemcached.
+  const bool routed = memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_DISTRIBUTION) !=
+                          MEMCACHED_DISTRIBUTION_RANDOM &&
+                      memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) == 0;
+  if (routed) h->hung_until.assign(memcached_server_count(h->mc), 0);
   h->retry_ms =
       static_cast<std::int64_t>(memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT)) *
       1000;
@@ -472,6 +477,17 @@ Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut&
   if (frc != MEMCACHED_END && frc != MEMCACHED_SUCCESS && frc != MEMCACHED_NOTFOUND &&
       status.ok()) {
     status = server_failure(h.mc, frc);
+  }
+  if (status.code == Code::kUnavailable) {
+    // The servers whose replies timed out are skipped from now on, as on_key does.
+    const std::int64_t until = now_ms() + h.retry_ms;
+    for (std::uint32_t i = 0; i < h.hung_until.size(); ++i) {
+      const memcached_instance_st* server = memcached_server_instance_by_position(h.mc, i);
+      if (server != nullptr && memcached_server_error_return(server) == MEMCACHED_TIMEOUT) {
+        h.hung_until[i] = until;
+        h.skip_until = std::max(h.skip_until, until);
+      }
+    }
   }
   return status.ok() ? skip : status;
 }
