@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/codec.hpp"
+#include "core/fork.hpp"
 #include "core/hash.hpp"
 
 namespace nativecache::file {
@@ -347,11 +348,12 @@ class CounterFds {
     std::call_once(once, [] { ::pthread_atfork(&prepare, &parent, &child); });
   }
   static int open(const char* path, int flags, mode_t mode) {
-    std::lock_guard guard(mu_);
+    Registry& r = registry();
+    std::lock_guard guard(r.mu);
     int fd = open_file(path, flags, mode);
     if (fd >= 0) {
       try {
-        fds_.push_back(fd);
+        r.fds.push_back(fd);
       } catch (...) {
         ::close(fd);
         throw;
@@ -359,28 +361,38 @@ class CounterFds {
     }
     return fd;
   }
+  // Closed under the mutex too: a fork between leaving the registry and the close would
+  // give the child a copy nobody closes.
   static void close(int fd) noexcept {
-    {
-      std::lock_guard guard(mu_);
-      auto it = std::find(fds_.begin(), fds_.end(), fd);
-      if (it != fds_.end()) {
-        *it = fds_.back();
-        fds_.pop_back();
-      }
+    Registry& r = registry();
+    std::lock_guard guard(r.mu);
+    auto it = std::find(r.fds.begin(), r.fds.end(), fd);
+    if (it != r.fds.end()) {
+      *it = r.fds.back();
+      r.fds.pop_back();
     }
     ::close(fd);
   }
 
  private:
-  static void prepare() noexcept { mu_.lock(); }
-  static void parent() noexcept { mu_.unlock(); }
-  static void child() noexcept {
-    for (int fd : fds_) ::close(fd);
-    fds_.clear();
-    mu_.unlock();
+  struct Registry {
+    std::mutex mu;
+    std::vector<int> fds;
+  };
+  // Never destroyed: a thread running without the GIL may still open or close a
+  // descriptor while the process exits and runs static destructors.
+  static Registry& registry() {
+    static Registry* r = new Registry;
+    return *r;
   }
-  static inline std::mutex mu_;
-  static inline std::vector<int> fds_;
+  static void prepare() noexcept { registry().mu.lock(); }
+  static void parent() noexcept { registry().mu.unlock(); }
+  static void child() noexcept {
+    Registry& r = registry();
+    for (int fd : r.fds) ::close(fd);
+    r.fds.clear();
+    r.mu.unlock();
+  }
 };
 
 // Owns one registered descriptor of .nativecache (see CounterFds).
@@ -610,9 +622,9 @@ class CounterMap {
   // repairing its content first, unless it already is.
   void follow(int fd, const struct stat& st) noexcept {
     if (current(st)) return;
-    // Best effort, never a wait: a child forked while another thread was here must not
-    // block on the copied mutex; the next call tries again.
-    std::unique_lock<std::mutex> guard(mu_, std::try_to_lock);
+    // Best effort, never a wait; the next call tries again. Fork-safe, so a child forked
+    // while another thread was here can still follow a new file.
+    std::unique_lock<ForkSafeMutex> guard(mu_, std::try_to_lock);
     if (!guard.owns_lock() || current(st) || mapped_.size() >= kMaxMappings) return;
     if (!prepare(fd)) return;
     void* p = ::mmap(nullptr, sizeof(Counters), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -666,7 +678,7 @@ class CounterMap {
     return ok;
   }
 
-  std::mutex mu_;
+  ForkSafeMutex mu_;
   std::unique_ptr<Counters> local_;
   std::vector<void*> mapped_;
   std::atomic<Counters*> block_;
@@ -738,6 +750,7 @@ Status FileStore::open(const FileOptions& opts, std::unique_ptr<FileStore>& out,
   std::size_t max_value = opts.max_value_size == 0 ? kDefaultMaxValueSize : opts.max_value_size;
   if (max_value > kMaxStoredValue) max_value = kMaxStoredValue;
   CounterFds::watch_forks();
+  nativecache::watch_forks();
   std::unique_ptr<FileStore> store(new FileStore(std::move(dir), max_value));
   // Shared counters from the start when the directory is in use already; nothing is
   // created until the first write.
@@ -788,10 +801,17 @@ Status FileStore::lock(std::int64_t byte, bool create, Lock& out) {
       return os_failure("lock", counter_path_, err);
     }
     struct stat st {};
-    if (::fstat(fd, &st) != 0) return os_failure("stat", counter_path_, errno);
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      set_lock(fd, byte, F_UNLCK, false);
+      return os_failure("stat", counter_path_, err);
+    }
     // Locked a file that was deleted meanwhile (the directory removed): nobody else
     // will ever wait on it, so lock the current one.
-    if (st.st_nlink == 0 && attempt < 3) continue;
+    if (st.st_nlink == 0 && attempt < 3) {
+      set_lock(fd, byte, F_UNLCK, false);
+      continue;
+    }
     counters_->follow(fd, st);
     out.release();
     out.fd_ = std::move(lock_fd);

@@ -26,7 +26,7 @@ void watch_forks() noexcept {
 
 std::uint64_t fork_generation() noexcept { return g_generation.load(std::memory_order_acquire); }
 
-void ForkSafeMutex::lock() noexcept {
+void ForkSafeMutex::remake_if_forked() noexcept {
   const std::uint64_t now = fork_generation();
   if (generation_.load(std::memory_order_acquire) != now) [[unlikely]] {
     pthread_mutex_lock(&g_remake);
@@ -36,7 +36,16 @@ void ForkSafeMutex::lock() noexcept {
     }
     pthread_mutex_unlock(&g_remake);
   }
+}
+
+void ForkSafeMutex::lock() noexcept {
+  remake_if_forked();
   pthread_mutex_lock(&m_);
+}
+
+bool ForkSafeMutex::try_lock() noexcept {
+  remake_if_forked();
+  return pthread_mutex_trylock(&m_) == 0;
 }
 
 }  // namespace nativecache

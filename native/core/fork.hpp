@@ -17,8 +17,10 @@ std::uint64_t fork_generation() noexcept;
 
 // A mutex for state guarded across threads of one process. A thread that holds it when
 // another thread forks does not exist in the child, so a plain mutex would stay locked
-// there for ever; this one is made anew on its first use in a child. BasicLockable, for
-// std::lock_guard. Needs watch_forks().
+// there for ever; this one is made anew on its first use in a child (pthread_mutex_init
+// over the copy: POSIX leaves re-initialising a locked mutex undefined, glibc simply
+// overwrites it, and no thread of the child can be using it). Lockable, for
+// std::lock_guard and std::unique_lock. Needs watch_forks().
 class ForkSafeMutex {
  public:
   ForkSafeMutex() noexcept : generation_(fork_generation()) {}
@@ -27,9 +29,12 @@ class ForkSafeMutex {
   ForkSafeMutex& operator=(const ForkSafeMutex&) = delete;
 
   void lock() noexcept;
+  [[nodiscard]] bool try_lock() noexcept;
   void unlock() noexcept { pthread_mutex_unlock(&m_); }
 
  private:
+  void remake_if_forked() noexcept;
+
   pthread_mutex_t m_ = PTHREAD_MUTEX_INITIALIZER;
   std::atomic<std::uint64_t> generation_;
 };
