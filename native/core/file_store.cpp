@@ -61,40 +61,44 @@ Status os_failure(const char* doing, const std::string& path, int err) {
   return failure(Code::kIo, std::move(text), err);
 }
 
-// Owns one file descriptor.
-class Fd {
+int close_fd(int fd) noexcept { return ::close(fd); }
+
+// Owns one file descriptor, closed by Close (::close, or the registry's for .nativecache).
+template <int (*Close)(int) noexcept>
+class BasicFd {
  public:
-  Fd() noexcept = default;
-  explicit Fd(int fd) noexcept : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
+  BasicFd() noexcept = default;
+  explicit BasicFd(int fd) noexcept : fd_(fd) {}
+  BasicFd(BasicFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  BasicFd& operator=(BasicFd&& other) noexcept {
     if (this != &other) {
       reset();
       fd_ = std::exchange(other.fd_, -1);
     }
     return *this;
   }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
+  BasicFd(const BasicFd&) = delete;
+  BasicFd& operator=(const BasicFd&) = delete;
+  ~BasicFd() { reset(); }
 
   [[nodiscard]] int get() const noexcept { return fd_; }
   [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
   void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) Close(fd_);
     fd_ = -1;
   }
   // Closes now and returns close()'s errno (0 on success): on NFS a deferred write
   // error of a file only shows here. Linux has closed the descriptor even on EINTR.
   int close() noexcept {
     int fd = std::exchange(fd_, -1);
-    if (fd < 0 || ::close(fd) == 0 || errno == EINTR) return 0;
+    if (fd < 0 || Close(fd) == 0 || errno == EINTR) return 0;
     return errno;
   }
 
  private:
   int fd_ = -1;
 };
+using Fd = BasicFd<close_fd>;
 
 // Owns one open directory stream.
 class Dir {
@@ -363,7 +367,7 @@ class CounterFds {
   }
   // Closed under the mutex too: a fork between leaving the registry and the close would
   // give the child a copy nobody closes.
-  static void close(int fd) noexcept {
+  static int close(int fd) noexcept {
     Registry& r = registry();
     std::lock_guard guard(r.mu);
     auto it = std::find(r.fds.begin(), r.fds.end(), fd);
@@ -371,7 +375,7 @@ class CounterFds {
       *it = r.fds.back();
       r.fds.pop_back();
     }
-    ::close(fd);
+    return ::close(fd);
   }
 
  private:
@@ -396,33 +400,7 @@ class CounterFds {
 };
 
 // Owns one registered descriptor of .nativecache (see CounterFds).
-class CounterFd {
- public:
-  CounterFd() noexcept = default;
-  CounterFd(const char* path, int flags, mode_t mode = 0)
-      : fd_(CounterFds::open(path, flags, mode)) {}
-  CounterFd(CounterFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  CounterFd& operator=(CounterFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  CounterFd(const CounterFd&) = delete;
-  CounterFd& operator=(const CounterFd&) = delete;
-  ~CounterFd() { reset(); }
-
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
-  void reset() noexcept {
-    if (fd_ >= 0) CounterFds::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using CounterFd = BasicFd<CounterFds::close>;
 
 // What a read found at an entry's path.
 enum class State : std::uint8_t {
@@ -754,7 +732,7 @@ Status FileStore::open(const FileOptions& opts, std::unique_ptr<FileStore>& out,
   std::unique_ptr<FileStore> store(new FileStore(std::move(dir), max_value));
   // Shared counters from the start when the directory is in use already; nothing is
   // created until the first write.
-  CounterFd counter(store->counter_path_.c_str(), O_RDWR | O_CLOEXEC);
+  CounterFd counter(CounterFds::open(store->counter_path_.c_str(), O_RDWR | O_CLOEXEC, 0));
   if (counter.valid() && ::fstat(counter.get(), &st) == 0) {
     store->counters_->follow(counter.get(), st);
   }
@@ -786,7 +764,8 @@ std::int64_t stripe_byte(std::uint64_t hash) noexcept {
 
 Status FileStore::lock(std::int64_t byte, bool create, Lock& out) {
   for (int attempt = 0;; ++attempt) {
-    CounterFd lock_fd(counter_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CounterFd lock_fd(
+        CounterFds::open(counter_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     const int fd = lock_fd.get();
     if (fd < 0) {
       int err = errno;
@@ -1367,7 +1346,7 @@ Status FileStore::keys(std::vector<std::string>& out) {
 
 StoreStats FileStore::stats() {
   // Attach to the shared counters if this store has not written yet.
-  CounterFd counter(counter_path_.c_str(), O_RDWR | O_CLOEXEC);
+  CounterFd counter(CounterFds::open(counter_path_.c_str(), O_RDWR | O_CLOEXEC, 0));
   struct stat st {};
   if (counter.valid() && ::fstat(counter.get(), &st) == 0 && st.st_nlink > 0) {
     counters_->follow(counter.get(), st);
