@@ -26,77 +26,17 @@
 #include "core/shm/segment.hpp"
 #include "core/shm/shm_store.hpp"
 #include "core/store.hpp"
+#include "store_test_util.hpp"
 
 namespace nctest {
 
-using nativecache::Code;
-using nativecache::Limits;
-using nativecache::Mode;
-using nativecache::Status;
-using nativecache::StoreStats;
-using nativecache::Ttl;
-using nativecache::ValueOut;
-using nativecache::Write;
 using nativecache::shm::SegmentOptions;
 using nativecache::shm::ShmStore;
-
-inline std::span<const std::byte> bytes_of(std::string_view s) noexcept {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
 
 // A name no other test process uses: ctest runs each test in its own process.
 inline std::string unique_name() {
   static std::atomic<int> counter{0};
   return "dnc-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-}
-
-// What a get returned: found or not, the bytes and the flags.
-struct Got {
-  Code code = Code::kOk;
-  std::string value;
-  std::uint32_t flags = 0;
-  std::uint64_t cas = 0;
-  bool hit() const noexcept { return code == Code::kOk; }
-};
-
-// Reads key into a reused buffer, growing it while the store says it is too small: another
-// process may replace the value with a larger one between two tries.
-inline Got get(ShmStore& s, std::string_view key) {
-  thread_local std::vector<std::byte> buf(4096);
-  ValueOut out{buf.data(), buf.size()};
-  Status st = s.get(key, out);
-  while (st.code == Code::kBufferTooSmall) {
-    buf.resize(st.needed);
-    out = ValueOut{buf.data(), buf.size()};
-    st = s.get(key, out);
-  }
-  Got g;
-  g.code = st.code;
-  if (st.ok()) {
-    g.value.assign(reinterpret_cast<const char*>(buf.data()), out.size);
-    g.flags = out.flags;
-    g.cas = out.cas;
-  }
-  return g;
-}
-
-inline Status put(ShmStore& s, std::string_view key, std::string_view value,
-                  Ttl ttl = Ttl::Forever(), std::uint32_t flags = 0, Mode mode = Mode::kSet,
-                  std::uint64_t cas = 0, const Limits& limits = Limits{}) {
-  Write w{key, bytes_of(value), flags, ttl};
-  return s.store(w, mode, cas, limits);
-}
-
-// prefix followed by i in decimal, e.g. kname("k", 7) == "k7".
-inline std::string kname(std::string_view prefix, long long i) {
-  std::string s(prefix);
-  s += std::to_string(i);
-  return s;
-}
-
-inline std::string num(std::int64_t v) {
-  char buf[24];
-  return std::string(buf, nativecache::codec::format_int(v, buf));
 }
 
 // Runs fn in a forked child and returns its exit code, or -1 when it is still running after

@@ -23,10 +23,12 @@
 
 #include "core/codec.hpp"
 #include "core/file_store.hpp"
+#include "store_test_util.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace nctest;
 using nativecache::Code;
 using nativecache::Limits;
 using nativecache::Mode;
@@ -47,54 +49,10 @@ using Clock = std::chrono::steady_clock;
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-std::span<const std::byte> bytes_of(std::string_view s) noexcept {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-std::string kname(std::string_view prefix, long long i) {
-  return std::string(prefix) + std::to_string(i);
-}
-
-std::string num(std::int64_t v) {
-  char buf[24];
-  return std::string(buf, nativecache::codec::format_int(v, buf));
-}
-
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-struct Got {
-  Code code = Code::kOk;
-  std::string value;
-  std::uint32_t flags = 0;
-  std::uint64_t cas = 0;
-  bool hit() const noexcept { return code == Code::kOk; }
-};
-
-// Reads key into a buffer the store may grow.
-Got get(FileStore& s, std::string_view key) {
-  std::vector<std::byte> buf(64);
-  ValueOut out{buf.data(), buf.size()};
-  out.grow = &buf;
-  Status st = s.get(key, out);
-  Got g;
-  g.code = st.code;
-  if (st.ok()) {
-    g.value.assign(reinterpret_cast<const char*>(out.data), out.size);
-    g.flags = out.flags;
-    g.cas = out.cas;
-  }
-  return g;
-}
-
-Status put(FileStore& s, std::string_view key, std::string_view value, Ttl ttl = Ttl::Forever(),
-           std::uint32_t flags = 0, Mode mode = Mode::kSet, std::uint64_t cas = 0,
-           const Limits& limits = Limits{}) {
-  Write w{key, bytes_of(value), flags, ttl};
-  return s.store(w, mode, cas, limits);
 }
 
 Limits limits(std::int64_t max_entries, std::int64_t cull_frequency) {

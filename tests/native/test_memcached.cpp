@@ -23,9 +23,11 @@
 #include <libmemcached/memcached.h>
 
 #include "core/memcached_client.hpp"
+#include "store_test_util.hpp"
 
 namespace {
 
+using namespace nctest;
 using nativecache::Code;
 using nativecache::Limits;
 using nativecache::ManyOut;
@@ -37,10 +39,6 @@ using nativecache::Write;
 using nativecache::mc::ClientConfig;
 using nativecache::mc::MemcachedStore;
 using nativecache::mc::ServerSpec;
-
-std::span<const std::byte> bytes_of(std::string_view s) noexcept {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
 
 std::uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -104,28 +102,6 @@ class Server {
   std::uint16_t port_;
   pid_t pid_ = -1;
 };
-
-struct Got {
-  Code code = Code::kOk;
-  std::string value;
-  std::uint32_t flags = 0;
-  std::uint64_t cas = 0;
-};
-
-Got get(MemcachedStore& s, std::string_view key) {
-  std::vector<std::byte> buf(8);  // small on purpose: the store grows it
-  ValueOut out{buf.data(), buf.size()};
-  out.grow = &buf;
-  Status st = s.get(key, out);
-  Got g;
-  g.code = st.code;
-  if (st.ok()) {
-    g.value.assign(reinterpret_cast<const char*>(out.data), out.size);
-    g.flags = out.flags;
-    g.cas = out.cas;
-  }
-  return g;
-}
 
 Status put(MemcachedStore& s, std::string_view key, std::string_view value,
            Mode mode = Mode::kSet, Ttl ttl = Ttl::Forever(), std::uint32_t flags = 16,
