@@ -1,0 +1,202 @@
+"""The drop-in cache middleware (``django_nativecache.middleware``) against Django's own.
+
+Django's middleware tests run on ours in tests/conformance/test_django_middleware.py and
+the site tests (tests/test_site.py, ``-native-mw``) run it on every backend. These check
+what they cannot: that the keys are spelled as this Django spells them, request by
+request; that pages stored by either middleware are served by the other; that a hit's
+``Age`` is Django's to the second; that a Django which spells keys differently gets its
+own functions; and that the header memo stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse
+from django.middleware import cache as django_middleware
+from django.test import RequestFactory, override_settings
+from django.utils import cache as django_cache
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
+from django.utils.http import parse_http_date_safe
+
+from django_nativecache import middleware as native_middleware
+from django_nativecache import pagekeys
+from django_nativecache.pagekeys import PageKeys, matches_django
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_nativecache.backends.shm.SharedMemoryCache",
+        "LOCATION": "middleware-tests",
+        "OPTIONS": {"SIZE": "2MB"},
+    }
+}
+
+
+@pytest.fixture(autouse=True)
+def page_cache() -> Iterator[Any]:
+    with override_settings(CACHES=CACHES, CACHE_MIDDLEWARE_KEY_PREFIX="",
+                           CACHE_MIDDLEWARE_SECONDS=60, ALLOWED_HOSTS=["testserver"]), \
+            translation.override("en"):
+        cache = caches["default"]
+        cache.clear()
+        yield cache
+        cache.delete_segment()
+
+
+@pytest.fixture
+def fresh_verdict(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """matches_django() decides again in the test, and again after it."""
+    monkeypatch.setattr(pagekeys, "_verdict", {})
+    yield
+    pagekeys._verdict.clear()
+
+
+def test_keys_are_spelled_as_this_django_spells_them() -> None:
+    assert matches_django()
+    factory = RequestFactory()
+    header_lists = [[], ["HTTP_COOKIE"], ["HTTP_ACCEPT", "HTTP_COOKIE", "HTTP_X_ABSENT"],
+                    ["HTTP_AUTHORIZATION"]]
+    requests = [
+        factory.get("/a/"),
+        factory.get("/a/", {"q": "é ü", "n": "1"}),
+        factory.get("/päth/with space/", HTTP_COOKIE="", HTTP_ACCEPT="text/html"),
+        factory.head("/a/", HTTP_COOKIE="x=1", HTTP_AUTHORIZATION="Basic Zm9v"),
+        factory.get("/a/", secure=True, HTTP_COOKIE="x=ü"),
+    ]
+    localized = factory.get("/a/")
+    localized.LANGUAGE_CODE = "de"  # type: ignore[attr-defined]
+    requests.append(localized)
+    for i18n in (True, False):
+        for tz in (True, False):
+            with override_settings(USE_I18N=i18n, USE_TZ=tz, TIME_ZONE="Europe/Berlin"):
+                for request in requests:
+                    for prefix in (None, "", "site.a"):
+                        keys = PageKeys(request, prefix)
+                        want = django_cache._generate_cache_header_key(
+                            "" if prefix is None else prefix, request)
+                        assert keys.header_key() == want
+                        for headers in header_lists:
+                            for method in ("GET", "HEAD"):
+                                assert keys.page_key(method, headers) == (
+                                    django_cache._generate_cache_key(
+                                        request, method, headers,
+                                        "" if prefix is None else prefix))
+
+
+def _start_of_a_second() -> None:
+    """So that a page stored and served within milliseconds is 0 s old in whole seconds."""
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
+def _view(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(f"page for {request.COOKIES.get('who', 'nobody')}")
+    patch_vary_headers(response, ["Cookie"])
+    return response
+
+
+def _serve(middleware_module: Any, request: HttpRequest) -> tuple[HttpResponse, bool]:
+    """One request through a middleware pair; (response, whether the view ran)."""
+    ran = []
+
+    def view(req: HttpRequest) -> HttpResponse:
+        ran.append(1)
+        return _view(req)
+
+    fetch = middleware_module.FetchFromCacheMiddleware(view)
+    update = middleware_module.UpdateCacheMiddleware(fetch)
+    return update(request), bool(ran)
+
+
+def _get(path: str, cookie: str | None) -> HttpRequest:
+    """A GET with that Cookie header, or none (RequestFactory always sends one)."""
+    request = RequestFactory().get(path)
+    if cookie is None:
+        del request.META["HTTP_COOKIE"]
+    else:
+        request.META["HTTP_COOKIE"] = cookie
+    return request
+
+
+@pytest.mark.parametrize("writer,reader", [
+    (django_middleware, native_middleware), (native_middleware, django_middleware),
+])
+def test_a_page_stored_by_either_middleware_is_served_by_the_other(
+    writer: Any, reader: Any
+) -> None:
+    # An absent Cookie and an empty one are distinct entries, as in Django.
+    for cookie in (None, "who=ann", ""):
+        _start_of_a_second()
+        stored, ran = _serve(writer, _get("/page/", cookie))
+        assert ran and not stored.has_header("Age"), cookie
+        served, ran = _serve(reader, _get("/page/", cookie))
+        assert not ran, cookie
+        assert served.content == stored.content
+        assert served["Age"] == "0"
+    assert _serve(reader, _get("/page/", "who=bob"))[1]
+
+
+def test_age_of_a_hit_is_djangos() -> None:
+    factory = RequestFactory()
+    _serve(django_middleware, factory.get("/aged/"))
+    time.sleep(1.1)
+    for _ in range(2):  # the second from the memo
+        ours = native_middleware.FetchFromCacheMiddleware(_view).process_request(
+            factory.get("/aged/"))
+        theirs = django_middleware.FetchFromCacheMiddleware(_view).process_request(
+            factory.get("/aged/"))
+        assert ours is not None and theirs is not None
+        assert ours["Age"] == theirs["Age"]
+        assert int(ours["Age"]) >= 1
+
+
+def test_right_after_storing_age_is_zero() -> None:
+    _start_of_a_second()
+    _serve(native_middleware, RequestFactory().get("/now/"))
+    response, ran = _serve(native_middleware, RequestFactory().get("/now/"))
+    assert not ran and response["Age"] == "0"
+
+
+def test_what_django_does_not_look_up_ours_does_not_either() -> None:
+    factory = RequestFactory()
+    _serve(native_middleware, factory.get("/form/"))
+    post = factory.post("/form/")
+    assert native_middleware.FetchFromCacheMiddleware(_view).process_request(post) is None
+    assert post._cache_update_cache is False  # type: ignore[attr-defined]
+    for mod in (django_middleware, native_middleware):
+        with pytest.raises(DisallowedHost):
+            mod.FetchFromCacheMiddleware(_view).process_request(
+                factory.get("/form/", HTTP_HOST="evil.example"))
+
+
+@pytest.mark.usefixtures("fresh_verdict")
+def test_a_django_that_spells_keys_otherwise_gets_its_own_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pagekeys, "ABSENT_MARKERS", (b"not-what-django-hashes",))
+    assert not matches_django()
+    # Without the Vary header the page names: where the spelling differed.
+    stored, _ = _serve(django_middleware, _get("/other/", None))
+    served, ran = _serve(native_middleware, _get("/other/", None))
+    assert not ran and served.content == stored.content
+    assert _serve(native_middleware, _get("/other/", "who=cy"))[1]
+    assert not _serve(native_middleware, _get("/other/", "who=cy"))[1]
+
+
+def test_header_memo_is_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native_middleware, "_MEMO_LIMIT", 4)
+    monkeypatch.setattr(native_middleware, "_expires", {})
+    monkeypatch.setattr(native_middleware, "_max_ages", {})
+    for timeout in range(10, 30):
+        response = HttpResponse("x")
+        django_cache.patch_response_headers(response, timeout)
+        assert native_middleware._max_age(response) == timeout
+        expires = response["Expires"]
+        assert native_middleware._expires_at(expires) == parse_http_date_safe(expires)
+        assert len(native_middleware._expires) <= 4 and len(native_middleware._max_ages) <= 4
+    assert native_middleware._max_age(HttpResponse("no header")) is None
