@@ -11,6 +11,11 @@ POST), ``cache_page`` with ``key_prefix`` and ``cache``, ``{% cache %}`` fragmen
 ``vary_on`` and ``using``, expiry, the low-level API in a view (with ``close()``), the
 cache handler per thread, request_finished after each request, and async views through
 ``AsyncClient``.
+
+The ``-native-mw`` parameters run the same tests through this package's drop-in cache
+middleware and ``cache_page`` (``django_nativecache.middleware``/``.decorators``) instead of
+Django's: the same views run as often, and the pages sit under the keys Django's
+``get_cache_key`` computes.
 """
 
 from __future__ import annotations
@@ -48,7 +53,13 @@ BACKENDS = [
     "shm", "locmem", "memcached", "file",
     pytest.param("db", marks=pytest.mark.django_db(transaction=True)),
     "dummy", "django-locmem",
+    # (backend, whose middleware): ours on every kind of store, and on Django's LocMem.
+    *(pytest.param((kind, "native"), id=f"{kind}-native-mw", marks=marks)
+      for kind, marks in [("shm", ()), ("memcached", ()), ("file", ()), ("dummy", ()),
+                          ("django-locmem", ()),
+                          ("db", pytest.mark.django_db(transaction=True))]),
 ]
+NATIVE_URLCONF = "tests.site.urls_native"
 ALIASES = ("default", "other")
 SITE_MIDDLEWARE = [
     "django.middleware.cache.UpdateCacheMiddleware",
@@ -94,6 +105,7 @@ def memcached_other() -> Iterator[MemcachedServer]:
 class Site:
     kind: str
     servers: dict[str, MemcachedServer] = field(default_factory=dict)
+    native_middleware: bool = False
 
     @property
     def keeps(self) -> bool:
@@ -107,6 +119,9 @@ class Site:
 
     @contextmanager
     def middleware(self, stack: list[str] = SITE_MIDDLEWARE, **extra: Any) -> Iterator[None]:
+        if self.native_middleware:
+            stack = [m.replace("django.middleware.cache.", "django_nativecache.middleware.")
+                     for m in stack]
         # A Client loads the middleware on its first request: make clients inside.
         with override_settings(MIDDLEWARE=stack, **extra):
             yield
@@ -149,7 +164,8 @@ def _cache_setting(
 
 @pytest.fixture(params=BACKENDS)
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    kind = request.param
+    kind, whose = request.param if isinstance(request.param, tuple) else (request.param, "")
+    native = whose == "native"
     setting = {alias: _cache_setting(kind, alias, request, tmp_path) for alias in ALIASES}
     servers: dict[str, MemcachedServer] = {}
     if kind == "memcached":
@@ -159,12 +175,14 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
         }
     # The key suffix is the active language: pin it, and restore whatever a test's
     # LocaleMiddleware activated in this thread.
-    with override_settings(CACHES=setting, **SITE_SETTINGS), translation.override("en"):
+    urlconf = NATIVE_URLCONF if native else SITE_SETTINGS["ROOT_URLCONF"]
+    with override_settings(CACHES=setting, **{**SITE_SETTINGS, "ROOT_URLCONF": urlconf}), \
+            translation.override("en"):
         if kind == "db":
             management.call_command("createcachetable", verbosity=0)
         views.reset()
         try:
-            yield Site(kind, servers)
+            yield Site(kind, servers, native)
         finally:
             for alias in ALIASES:
                 cache = caches[alias]

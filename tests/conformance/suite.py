@@ -34,6 +34,8 @@ from django.core import signals
 from django.core.cache import DEFAULT_CACHE_ALIAS, CacheKeyWarning, cache, caches
 from django.test import SimpleTestCase, TestCase, override_settings
 
+from django_nativecache import decorators as native_decorators
+from django_nativecache import middleware as native_middleware
 from django_nativecache.backends.memcached import MemcachedCache
 from tests.conformance import djangotests, hooks
 
@@ -354,4 +356,77 @@ def make_suite(
 
     if skips:
         raise ValueError(f"skips name unknown classes: {sorted(skips)}")
+    return classes
+
+
+# --- Django's middleware tests on our drop-in middleware -------------------------
+
+# Django classes that build the cache middleware or cache_page themselves.
+MIDDLEWARE_CLASSES: tuple[type, ...] = (
+    dj.CacheMiddlewareTest,
+    dj.CacheHEADTest,
+    dj.CacheI18nTest,
+    dj.PrefixedCacheI18nTest,
+    dj.TestWithTemplateResponse,
+)
+# Names Django's test module imported from django.middleware.cache and
+# django.views.decorators.cache, and ours that replace them.
+NATIVE_NAMES = {
+    "CacheMiddleware": native_middleware.CacheMiddleware,
+    "FetchFromCacheMiddleware": native_middleware.FetchFromCacheMiddleware,
+    "UpdateCacheMiddleware": native_middleware.UpdateCacheMiddleware,
+    "cache_page": native_decorators.cache_page,
+}
+
+
+class NativeMiddleware:
+    """Runs a Django test class with our middleware and ``cache_page`` in place of
+    Django's, by rebinding the names its module imported, for the class's duration."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        saved = {name: getattr(dj, name) for name in NATIVE_NAMES}
+        for name, ours in NATIVE_NAMES.items():
+            setattr(dj, name, ours)
+
+        def restore() -> None:
+            for name, theirs in saved.items():
+                setattr(dj, name, theirs)
+
+        cls.addClassCleanup(restore)  # type: ignore[attr-defined]
+        super().setUpClass()  # type: ignore[misc]
+
+
+class UnpicklableResponseChecks:
+    """The one ``BaseCacheTests`` test that drives the middleware."""
+
+    factory = dj.BaseCacheTests.factory
+    tearDown = dj.BaseCacheTests.tearDown
+    test_cache_write_unpicklable_object = dj.BaseCacheTests.test_cache_write_unpicklable_object
+
+
+def make_middleware_suite(
+    prefix: str,
+    backend: str,
+    location: Location,
+    options: Mapping[str, Any] | None = None,
+    *,
+    module: str,
+) -> dict[str, type]:
+    """Django's middleware test classes on ``backend`` and our middleware, keyed by
+    class name (``<prefix><Django name>``)."""
+    classes: dict[str, type] = {}
+    for django_class in (*MIDDLEWARE_CLASSES, UnpicklableResponseChecks):
+        original = (getattr(django_class, "_overridden_settings", None) or {}).get("CACHES")
+        bases = (NativeMiddleware, django_class)
+        if django_class is UnpicklableResponseChecks:
+            bases = (NativeMiddleware, django_class, SimpleTestCase)
+        name = f"{prefix}{django_class.__name__}"
+        cls = type(name, bases, {
+            "__module__": module,
+            "__qualname__": name,
+            "__doc__": f"{django_class.__name__} on {backend}, through our middleware.",
+        })
+        classes[name] = override_settings(
+            CACHES=repoint_caches(original, backend, location, options))(cls)
     return classes

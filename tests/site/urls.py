@@ -1,12 +1,18 @@
-"""URLconf of the test site (ROOT_URLCONF for tests/test_site.py)."""
+"""URLconf of the test site (ROOT_URLCONF for tests/test_site.py), its ``cache_page``
+views decorated by Django's ``cache_page`` (``tests.site.urls_native``: by ours)."""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import URLPattern, path
 
 from tests.site import views
 
-urlpatterns = [
+
+def patterns(cache_page_views: dict[str, views.View]) -> list[URLPattern]:
+    return [*COMMON, *(path(route, view) for route, view in cache_page_views.items())]
+
+
+COMMON = [
     path("page/<slug:slug>/", views.page),
     path("vary-cookie/", views.vary_cookie),
     path("vary-language/", views.vary_language),
@@ -22,11 +28,10 @@ urlpatterns = [
     path("redirect/", views.redirect),
     path("sets-cookie/", views.sets_cookie),
     path("sets-cookie-vary/", views.sets_cookie_vary),
-    path("decorated/prefix/", views.prefixed),
-    path("decorated/other/", views.on_other),
-    path("decorated/short/", views.short),
     path("fragments/", views.fragments),
     path("lowlevel/", views.lowlevel),
     path("async/", views.async_lowlevel),
     path("async-page/", views.async_page),
 ]
+
+urlpatterns = patterns(views.DJANGO_CACHE_PAGE_VIEWS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
@@ -13,7 +14,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import get_language
-from django.views.decorators.cache import cache_control, cache_page, never_cache
+from django.views.decorators.cache import cache_control, never_cache
+from django.views.decorators.cache import cache_page as django_cache_page
+
+from django_nativecache.decorators import cache_page as native_cache_page
 
 # Threads (the identity test) and the async views may count at once.
 _lock = threading.Lock()
@@ -123,19 +127,31 @@ def sets_cookie_vary(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@cache_page(60, key_prefix="pfx")
-def prefixed(request: HttpRequest) -> HttpResponse:
-    return _counted(request, "prefixed")
+View = Callable[[HttpRequest], HttpResponse]
 
 
-@cache_page(60, cache="other")
-def on_other(request: HttpRequest) -> HttpResponse:
-    return _counted(request, "on-other")
+def cache_page_views(cache_page: Callable[..., Callable[[View], View]]) -> dict[str, View]:
+    """The ``cache_page`` views, decorated by the given ``cache_page`` (Django's or ours),
+    keyed by URL path."""
+
+    @cache_page(60, key_prefix="pfx")
+    def prefixed(request: HttpRequest) -> HttpResponse:
+        return _counted(request, "prefixed")
+
+    @cache_page(60, cache="other")
+    def on_other(request: HttpRequest) -> HttpResponse:
+        return _counted(request, "on-other")
+
+    @cache_page(2)
+    def short(request: HttpRequest) -> HttpResponse:
+        return _counted(request, "short")
+
+    return {"decorated/prefix/": prefixed, "decorated/other/": on_other,
+            "decorated/short/": short}
 
 
-@cache_page(2)
-def short(request: HttpRequest) -> HttpResponse:
-    return _counted(request, "short")
+DJANGO_CACHE_PAGE_VIEWS = cache_page_views(django_cache_page)
+NATIVE_CACHE_PAGE_VIEWS = cache_page_views(native_cache_page)
 
 
 # The page is per-visitor (private: neither the middleware nor a proxy keeps it) but
