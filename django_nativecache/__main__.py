@@ -26,12 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--pages", type=int, default=50, help="pages of each kind")
     demo.add_argument("--seconds", type=float, default=5.0, help="how long the load runs")
     demo.add_argument("--cost-ms", type=float, default=20.0, help="cost of a miss")
+    demo.add_argument(
+        "--page-cache",
+        choices=["django", "native"],
+        default="django",
+        help="whose cache middleware and cache_page serve the pages: django (default) or "
+        "native (django_nativecache.middleware and .decorators, same keys, cheaper hits)",
+    )
     args = parser.parse_args(argv)
     from django_nativecache.demo import run
 
     try:
         return run.run(args.backend, args.workers, args.pages, args.seconds, args.location,
-                       args.cost_ms)
+                       args.cost_ms, args.page_cache)
     except run.DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

@@ -186,17 +186,19 @@ def test_uvicorn_async_views_on_a_thread_hopping_cache_show_the_hop(site) -> Non
 # --- the demo command ----------------------------------------------------------------
 
 
-def test_demo_command_runs_and_reports_hits_and_misses() -> None:
+@pytest.mark.parametrize("page_cache", ["django", "native"])
+def test_demo_command_runs_and_reports_hits_and_misses(page_cache: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-m", "django_nativecache", "demo", "--workers", "2", "--pages", "5",
-         "--seconds", "1.5", "--cost-ms", "5"],
+         "--seconds", "1.5", "--cost-ms", "5", "--page-cache", page_cache],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "gunicorn with 2 workers" in out
+    assert demo.PAGE_CACHES[page_cache] in out
     assert "requests/s (0 errors)" in out
     # 5 pages of each of 3 kinds, plus the fragments page's header and its 4 greetings.
     computed = re.search(r"computed \(cache misses, all workers together\): (\d+) for (\d+) "

@@ -5,8 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.middleware.cache import CacheMiddleware
+from django.middleware import cache as django_middleware
+
+from django_nativecache import middleware as native_middleware
+
+# settings.DEMO_PAGE_CACHE: whose per-site cache middleware serves the section.
+CacheMiddleware = (
+    native_middleware.CacheMiddleware
+    if settings.DEMO_PAGE_CACHE == "native"
+    else django_middleware.CacheMiddleware
+)
 
 
 class ServedByMiddleware:
@@ -22,8 +32,8 @@ class ServedByMiddleware:
         return response
 
 
-class SectionCacheMiddleware(CacheMiddleware):
-    """Django's per-site cache middleware (``CacheMiddleware``, which is
+class SectionCacheMiddleware(CacheMiddleware):  # type: ignore[valid-type,misc]
+    """The per-site cache middleware (``CacheMiddleware``, which is
     ``UpdateCacheMiddleware`` and ``FetchFromCacheMiddleware`` in one, configured by the
     ``CACHE_MIDDLEWARE_*`` settings), applied to the pages under ``SECTION``, so that the
     site's other doors into the cache (``cache_page``, ``{% cache %}``, the low-level API)

@@ -195,11 +195,20 @@ def gunicorn(env: dict[str, str], workers: int, app: str = "django_nativecache.d
             proc.wait()
 
 
-def site_env(backend: str, workdir: str, location: str | None, cost_ms: float) -> dict[str, str]:
+# --page-cache: whose cache middleware and cache_page serve the site's pages.
+PAGE_CACHES = {
+    "django": "Django's cache middleware and cache_page",
+    "native": "django_nativecache's drop-in cache middleware and cache_page",
+}
+
+
+def site_env(backend: str, workdir: str, location: str | None, cost_ms: float,
+             page_cache: str = "django") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="django_nativecache.demo.settings",
         DEMO_CACHE=backend,
+        DEMO_PAGE_CACHE=page_cache,
         DEMO_COST_MS=str(cost_ms),
         DEMO_WORK_LOG=os.path.join(workdir, "work.log"),
         DEMO_DB=os.path.join(workdir, "db.sqlite3"),
@@ -214,19 +223,19 @@ def manage(env: dict[str, str], *args: str) -> int:
 
 
 def run(backend: str, workers: int, pages: int, seconds: float, location: str | None,
-        cost_ms: float) -> int:
+        cost_ms: float, page_cache: str = "django") -> int:
     kind = BACKENDS[backend][1]
     workdir = tempfile.mkdtemp(prefix="nativecache-demo-")
     try:
         if kind == "server" and location is None:
             with memcached_server() as server:
-                return _run(backend, workers, pages, seconds, server, cost_ms, workdir)
+                return _run(backend, workers, pages, seconds, server, cost_ms, workdir, page_cache)
         if location is None:
             location = {
                 "name": f"demo-{os.getpid()}",
                 "directory": os.path.join(workdir, "cache"),
             }.get(kind)
-        return _run(backend, workers, pages, seconds, location, cost_ms, workdir)
+        return _run(backend, workers, pages, seconds, location, cost_ms, workdir, page_cache)
     finally:
         if kind == "name" and backend == "shm":
             _unlink_segment(location or "demo")
@@ -244,13 +253,14 @@ def _unlink_segment(location: str) -> None:
 
 
 def _run(backend: str, workers: int, pages: int, seconds: float, location: str | None,
-         cost_ms: float, workdir: str) -> int:
-    env = site_env(backend, workdir, location, cost_ms)
+         cost_ms: float, workdir: str, page_cache: str) -> int:
+    env = site_env(backend, workdir, location, cost_ms, page_cache)
     if BACKENDS[backend][1] == "table" and manage(env, "createcachetable") != 0:
         return 1
     paths = urls(pages)
     print(f"demo site on {BACKENDS[backend][0]}"
-          f"{f' ({location})' if location else ''}: gunicorn with {workers} workers")
+          f"{f' ({location})' if location else ''}: gunicorn with {workers} workers, "
+          f"{PAGE_CACHES[page_cache]}")
     print(f"{len(paths)} distinct paths (per-site section, cache_page, low-level API, "
           f"{{% cache %}} fragments), {cost_ms:g} ms per computed part; "
           f"load: {2 * workers} client threads for {seconds:g} s")

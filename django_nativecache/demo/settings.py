@@ -3,6 +3,8 @@
 ``DEMO_CACHE``           backend name (``django_nativecache.demo.caches.BACKENDS``); ``shm``
 ``DEMO_CACHE_LOCATION``  its LOCATION (segment name, server, directory, table)
 ``DEMO_CACHE_MIDDLEWARE`` ``0`` leaves the per-site cache middleware out (the ceiling)
+``DEMO_PAGE_CACHE``      whose cache middleware and ``cache_page`` the site uses: ``django``
+                         (Django's, the default) or ``native`` (``django_nativecache``'s)
 ``DEMO_COST_MS``         the cost of computing a part of a page; 20
 ``DEMO_WORK_LOG``        file counting computations (``django_nativecache.demo.work``)
 ``DEMO_DB``              the SQLite database (for ``db`` backends); a temp file
@@ -35,6 +37,10 @@ CACHES = {
         os.environ.get("DEMO_CACHE", "shm"), os.environ.get("DEMO_CACHE_LOCATION") or None
     )
 }
+DEMO_PAGE_CACHE = os.environ.get("DEMO_PAGE_CACHE", "django")
+if DEMO_PAGE_CACHE not in ("django", "native"):
+    raise ValueError(f"DEMO_PAGE_CACHE must be 'django' or 'native', not {DEMO_PAGE_CACHE!r}")
+
 MIDDLEWARE = ["django_nativecache.demo.middleware.ServedByMiddleware"]
 if os.environ.get("DEMO_CACHE_MIDDLEWARE", "1") != "0":
     MIDDLEWARE.append("django_nativecache.demo.middleware.SectionCacheMiddleware")

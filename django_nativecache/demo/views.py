@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.cache import cache_page
+from django.views.decorators import cache as django_decorators
 
+from django_nativecache import decorators as native_decorators
 from django_nativecache.demo.work import acompute, compute
+
+# settings.DEMO_PAGE_CACHE: whose cache_page serves /page/<n>/.
+cache_page = (
+    native_decorators.cache_page
+    if settings.DEMO_PAGE_CACHE == "native"
+    else django_decorators.cache_page
+)
 
 TIMEOUT = 60
 
