@@ -14,7 +14,7 @@ from django_nativecache import middleware as native_middleware
 # settings.DEMO_PAGE_CACHE: whose per-site cache middleware serves the section.
 CacheMiddleware = (
     native_middleware.CacheMiddleware
-    if settings.DEMO_PAGE_CACHE == "native"
+    if getattr(settings, "DEMO_PAGE_CACHE", "django") == "native"
     else django_middleware.CacheMiddleware
 )
 

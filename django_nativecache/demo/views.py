@@ -16,7 +16,7 @@ from django_nativecache.demo.work import acompute, compute
 # settings.DEMO_PAGE_CACHE: whose cache_page serves /page/<n>/.
 cache_page = (
     native_decorators.cache_page
-    if settings.DEMO_PAGE_CACHE == "native"
+    if getattr(settings, "DEMO_PAGE_CACHE", "django") == "native"
     else django_decorators.cache_page
 )
 
