@@ -569,8 +569,10 @@ def _round(rnd: int, live: list[HttpSubject], servers: Servers, where: Placement
                 res.add("warm", site.subject.name, run)
                 warm.setdefault(site.subject.name, []).append(run.rate)
         for site in sites:
-            site.check_pages()
+            # The work log first: the round's first pages may have expired by now, and
+            # check_pages would compute them again.
             computed = site.check_work()
+            site.check_pages()
             name = site.subject.name
             res.computed.setdefault(name, []).append(computed)
             if warm.get(name):
