@@ -677,7 +677,9 @@ def run(ctx: Context) -> str:
         "",
         _table(res, live, ctx.stat),
         "",
-        "Goals: requests/s of `shm` over its peer's, same run, cold and warm. Against "
+        "Goals: requests/s of `shm` (our SharedMemoryCache under Django's own cache_page) "
+        "and of `shm-our-mw` (under our drop-in cache_page) over their peer's (every peer "
+        "runs under Django's), same run, cold and warm. Against "
         "LocMemCache only the cold run can show a difference by design (warm, both serve "
         "from memory inside the worker; cold, LocMemCache computes each page once per worker), "
         "and it shrinks as the cold run gets longer.",
