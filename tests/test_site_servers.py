@@ -215,3 +215,31 @@ def test_demo_command_runs_and_reports_hits_and_misses(page_cache: str) -> None:
     table = dict(zip(re.split(r"\s{2,}", lines[header]), re.split(r"\s{2,}", lines[header + 1])))
     assert table["BACKEND"] == "django_nativecache.backends.shm.SharedMemoryCache"
     assert int(table["MISSES"]) >= misses and int(table["HITS"]) > 0
+
+
+_WIRING = """
+from django_nativecache import decorators, middleware
+from django_nativecache.demo import middleware as demo_middleware, views
+print(views.cache_page is decorators.cache_page,
+      issubclass(demo_middleware.SectionCacheMiddleware, middleware.CacheMiddleware))
+"""
+
+
+@pytest.mark.parametrize("page_cache, ours", [("django", "False False"), ("native", "True True")])
+def test_demo_page_cache_setting_picks_whose_middleware_and_cache_page(
+        tmp_path: Path, page_cache: str, ours: str) -> None:
+    env = demo.site_env("shm", str(tmp_path), f"wiring-{os.getpid()}", 1, page_cache)
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()" + _WIRING],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ours.split()
+
+
+def test_demo_page_cache_setting_refuses_an_unknown_value(tmp_path: Path) -> None:
+    env = demo.site_env("shm", str(tmp_path), None, 1, "fast")
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DEMO_PAGE_CACHE must be 'django' or 'native', not 'fast'" in result.stderr
