@@ -66,6 +66,7 @@ SHARED_SLACK = PAGES // 20  # a few pages computed twice by two workers missing 
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 LUA = Path(__file__).resolve().parent.parent / "http_pages.lua"
+ROOT = LUA.parent.parent  # the repository: benchmarks.zero_cost_settings imports from it
 PHASES = ("cold", "warm")
 MEMCACHED_SUBJECTS = ("memcached", "django-pylibmc", "django-pymemcache")
 
@@ -78,6 +79,7 @@ class HttpSubject:
     sharing: str  # "shared" (one cache for all workers), "per-process" or "none"
     ours: bool = False
     page_cache: str = "django"  # DEMO_PAGE_CACHE: whose cache_page serves /page/<n>/
+    settings: str | None = None  # DJANGO_SETTINGS_MODULE, when not the demo's own
 
     @property
     def prefix(self) -> str:
@@ -104,6 +106,15 @@ def _subjects() -> list[HttpSubject]:
         subject("django-pymemcache"),
         subject("django-file"),
         subject("django-redis"),
+        # The most cache_page can give: the demo's CACHES replaced by a cache that costs
+        # nothing (the dummy backend only names the LOCATION: none).
+        HttpSubject(
+            "zero-cost", "dummy", "not a cache: `benchmarks.zero_cost.ZeroCostCache`, a dict "
+            "in each worker handing back the stored response object itself (no copy, no "
+            "serialization, no key checks, no expiry), under our cache_page: what a hit costs "
+            "when the cache costs nothing", "per-process", page_cache="native",
+            settings="benchmarks.zero_cost_settings",
+        ),
         # DummyCache: the ceiling touches no cache, and so creates no segment or directory.
         HttpSubject(
             "ceiling", "dummy", "no cache middleware, `/plain/<n>/` (no work, no cache)", "none"
@@ -305,6 +316,11 @@ class Site:
         env = site_env(subject.backend, workdir, location, COST_MS, subject.page_cache)
         if subject.sharing == "none":
             env["DEMO_CACHE_MIDDLEWARE"] = "0"
+        if subject.settings:
+            env["DJANGO_SETTINGS_MODULE"] = subject.settings
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+            )
         self.log_path = env["DEMO_WORK_LOG"]
         try:
             with _affinity(where.server):
@@ -474,6 +490,16 @@ def _goal_rows(res: Results, stat: str) -> list[list[str]]:
     return rows
 
 
+def _reach_rows(res: Results, stat: str) -> list[list[str]]:
+    """Warm: how much of what cache_page can give each subject gets (÷ zero-cost), and
+    what that is (zero-cost ÷ ceiling)."""
+    rows = [["`zero-cost` ÷ `ceiling`", _fmt(res.ratio("warm", "zero-cost", "ceiling", stat))]]
+    for name in ("shm", "shm-our-mw", "django-locmem", "django-pylibmc"):
+        rows.append([f"`{name}` ÷ `zero-cost`",
+                     _fmt(res.ratio("warm", name, "zero-cost", stat))])
+    return rows
+
+
 def _plot(path: Path, res: Results, subjects: list[HttpSubject], stat: str,
           title: str) -> None:
     import matplotlib
@@ -491,8 +517,8 @@ def _plot(path: Path, res: Results, subjects: list[HttpSubject], stat: str,
             q = res.quartiles(phase, n)
             err[0].append(max(0.0, v - q[0]) if q else 0.0)
             err[1].append(max(0.0, q[1] - v) if q else 0.0)
-        colors = ["#2b6cb0" if n in ours else "#999999" if n == "ceiling" else "#dd8452"
-                  for n in names]
+        colors = ["#2b6cb0" if n in ours else "#999999" if n in ("ceiling", "zero-cost")
+                  else "#dd8452" for n in names]
         bars = ax.bar(range(len(names)), values, color=colors, yerr=err, capsize=3,
                       ecolor="#333333")
         for bar, v in zip(bars, values):  # inside the bar, clear of the error bars
@@ -686,6 +712,19 @@ def run(ctx: Context) -> str:
         "",
         md_table(["goal", "cold", "met", "warm", "met"], _goal_rows(res, ctx.stat), "lrrrr"),
     ]
+    if res.value("warm", "zero-cost", ctx.stat) is not None:
+        body += [
+            "",
+            "What `cache_page` can give at all, warm: `zero-cost` is the site under our "
+            "cache_page on a cache that costs nothing, so `zero-cost` ÷ `ceiling` is the most "
+            "any backend can reach against the ceiling (the rest is Django's cache_page: URL "
+            "resolution, the keys from the absolute URI, language and time zone, the cached "
+            "response's headers and `Age`), and a subject ÷ `zero-cost` is the share of it "
+            "that subject gets. (Cold, `zero-cost` computes every page once per worker, as "
+            "LocMemCache does.)",
+            "",
+            md_table(["warm", "ratio"], _reach_rows(res, ctx.stat), "lr"),
+        ]
     if res.expired_skips:
         body += ["", f"{res.expired_skips} warm runs were left out: the pages would have "
                  "expired before their end (a slow round)."]
