@@ -20,7 +20,9 @@ Registered groups:
   inside one temporary directory, below and above MAX_ENTRIES;
 - ``file-tmpfs``: the same with every directory on tmpfs (/dev/shm);
 - ``http``: the demo site under gunicorn (4 workers) on each backend behind ``cache_page``,
-  driven by ``wrk`` on 127.0.0.1, against the same site with no cache and no work.
+  driven by ``wrk`` on 127.0.0.1, against the same site with no cache and no work;
+- ``http-cost``: the same site's requests served in one process under callgrind, in
+  instructions per request (no noise), for the backends whose work is in the process.
 
 Planned groups, each in its own module here, registered the same way: none at present.
 """
@@ -89,5 +91,6 @@ def load_all() -> dict[str, Group]:
     from . import db  # noqa: F401
     from . import file  # noqa: F401
     from . import http  # noqa: F401
+    from . import http_cost  # noqa: F401
 
     return GROUPS
