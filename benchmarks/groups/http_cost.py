@@ -1,12 +1,13 @@
 """Group "http-cost": instructions per request of the demo site, counted by callgrind.
 
 The http group's requests/s move with the machine's noise (the same loop takes from 1× to 2× as
-long from one second to the next); instructions do not. This group serves the demo site's
+long from one second to the next); instructions hardly move (repeated runs agree within
+about 2%). This group serves the demo site's
 pages inside one process through Django's ``WSGIHandler`` (``benchmarks/http_cost_driver.py``,
 the application gunicorn calls, without gunicorn and without the network) under
 ``valgrind --tool=callgrind``, twice per subject with a different number of requests, and
-reports the difference in instructions per request: exactly what the Python side of one
-request costs, the same on every run.
+reports the difference in instructions per request: what the Python side of one request
+costs.
 
 Only subjects whose cost is in this process: callgrind counts user-space instructions of the
 process it runs, so a backend whose work is in the kernel or in a server (files, memcached,
@@ -139,8 +140,9 @@ def run(ctx: Context) -> str:
         f"then {counts[0]} and, in a second run, {counts[1]} more "
         f"requests under `{_valgrind_version()} --tool=callgrind`, and the difference in "
         f"instructions over the {counts[1] - counts[0]} extra requests is one request's cost. "
-        "Deterministic (PYTHONHASHSEED=0), unlike requests/s on this shared machine; user "
-        "space of this process only, which is why only backends whose work is in the process "
+        "Repeated runs agree within about 2% (PYTHONHASHSEED=0; what still varies: "
+        "timestamps, process ids in names), where requests/s on this shared machine move by "
+        "tens of percent; user space of this process only, which is why only backends whose work is in the process "
         "are here. `zero-cost` is a cache that costs nothing: what is left over the ceiling "
         "is Django's cache_page (URL resolution, the keys from the absolute URI, the language "
         "and time zone, the cached response's headers and `Age`, closing the cache at the end "
