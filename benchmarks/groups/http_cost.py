@@ -60,10 +60,17 @@ SUBJECTS = [
 ]
 
 
-def _env(subject: CostSubject, workdir: str) -> dict[str, str]:
+def _segment(subject: CostSubject, requests: int) -> str | None:
+    """A segment of its own for each run: the two runs of a subject go on at once, and
+    misses one run left to the other would make their warm-ups differ."""
+    if subject.backend != "shm":
+        return None
+    return f"bench-cost-{os.getpid()}-{subject.name}-{requests}"
+
+
+def _env(subject: CostSubject, workdir: str, location: str | None) -> dict[str, str]:
     from django_nativecache.demo.run import site_env
 
-    location = f"bench-cost-{os.getpid()}-{subject.name}" if subject.backend == "shm" else None
     env = site_env(subject.backend, workdir, location, 0, subject.page_cache)
     env["PYTHONHASHSEED"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -77,17 +84,18 @@ def _env(subject: CostSubject, workdir: str) -> dict[str, str]:
 def _instructions(subject: CostSubject, requests: int) -> int:
     """Instructions callgrind counts for the driver serving ``requests`` warm requests."""
     workdir = tempfile.mkdtemp(prefix="nativecache-bench-cost-")
+    location = _segment(subject, requests)
     try:
         proc = subprocess.run(
             [VALGRIND, "--tool=callgrind", "--callgrind-out-file=/dev/null",
              sys.executable, "-m", "benchmarks.http_cost_driver", subject.prefix, str(PAGES),
              str(WARMUP), str(requests)],
-            env=_env(subject, workdir), cwd=ROOT, capture_output=True, text=True, timeout=1800,
+            env=_env(subject, workdir, location), cwd=ROOT, capture_output=True, text=True, timeout=1800,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if subject.backend == "shm":
-            _drop_segment(f"bench-cost-{os.getpid()}-{subject.name}")
+        if location:
+            _drop_segment(location)
     for line in proc.stderr.splitlines():
         if "Collected :" in line:
             if proc.returncode != 0:
