@@ -4,8 +4,9 @@
 the environment (as ``demo/run.py:site_env`` makes it), asks for the ``PAGES`` pages
 ``PREFIX<n>/`` in turn, ``WARMUP`` requests first (each page is computed and cached on its
 first request, and by the end the interpreter has specialised the code), then ``N`` more,
-and checks every answer. The http-cost group runs it under callgrind with two values of ``N``: the
-difference in instructions, divided by the difference in ``N``, is what one request costs.
+and checks every answer. The http-cost group runs it under callgrind with two values of
+``N``: the difference in instructions, divided by the difference in ``N``, is what one
+request costs.
 """
 
 from __future__ import annotations

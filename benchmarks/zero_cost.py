@@ -3,7 +3,8 @@
 Not a cache: each worker process keeps the values it was given in a dict and hands back the
 very objects it stored (no copy, no serialization, no key checks, no expiry, no bound).
 Under it, a page served from cache costs only what Django's ``cache_page`` machinery costs
-(keys, headers, ``Age``), so its requests/s are the most any backend could reach.
+(keys, headers, ``Age``), so its requests/s are the most any backend could reach. Only what
+``cache_page`` calls is here (``get`` and ``set``); the rest is ``BaseCache``'s.
 """
 
 from __future__ import annotations
@@ -25,13 +26,3 @@ class ZeroCostCache(BaseCache):
     def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT,
             version: int | None = None) -> None:
         _values[key] = value
-
-    def add(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT,
-            version: int | None = None) -> bool:
-        return _values.setdefault(key, value) is value
-
-    def delete(self, key: str, version: int | None = None) -> bool:
-        return _values.pop(key, _values) is not _values
-
-    def clear(self) -> None:
-        _values.clear()

@@ -300,6 +300,12 @@ def _drop_segment(location: str) -> None:
         shm.unlink(shm.segment_name(location, demo_settings.SECRET_KEY))
 
 
+def use_settings(env: dict[str, str], module: str) -> None:
+    """The demo site under ``module``'s settings (one of ``benchmarks``) instead of its own."""
+    env["DJANGO_SETTINGS_MODULE"] = module
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+
+
 class Site:
     """A fresh gunicorn serving the demo on one subject's cache, stopped by ``stack``."""
 
@@ -317,10 +323,7 @@ class Site:
         if subject.sharing == "none":
             env["DEMO_CACHE_MIDDLEWARE"] = "0"
         if subject.settings:
-            env["DJANGO_SETTINGS_MODULE"] = subject.settings
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(ROOT), env.get("PYTHONPATH")) if p
-            )
+            use_settings(env, subject.settings)
         self.log_path = env["DEMO_WORK_LOG"]
         try:
             with _affinity(where.server):

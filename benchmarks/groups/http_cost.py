@@ -23,13 +23,11 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..harness import md_table, package_version
 from . import Context, group
-from .http import _drop_segment
+from .http import ROOT, _drop_segment, use_settings
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 VALGRIND = shutil.which("valgrind") or "/usr/bin/valgrind"
 PAGES = 20
 WARMUP = 200  # requests before counting: every page cached, the interpreter warm
@@ -73,11 +71,10 @@ def _env(subject: CostSubject, workdir: str, location: str | None) -> dict[str, 
 
     env = site_env(subject.backend, workdir, location, 0, subject.page_cache)
     env["PYTHONHASHSEED"] = "0"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     if subject.prefix == "/plain/":
         env["DEMO_CACHE_MIDDLEWARE"] = "0"
     if subject.settings:
-        env["DJANGO_SETTINGS_MODULE"] = subject.settings
+        use_settings(env, subject.settings)
     return env
 
 
