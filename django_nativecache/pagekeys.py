@@ -7,6 +7,13 @@ installed Django does, so pages stored by Django's middleware are found by ours 
 other way round. The spelling is checked against Django's own functions on first use
 (:func:`matches_django`); where a Django release spells them differently, the
 middleware uses Django's functions instead.
+
+The URL's hash is memoised (:func:`url_hash`): ``build_absolute_uri()`` of a request whose
+class keeps ``HttpRequest``'s own URI methods is a function of its scheme, raw host, path
+and query string and of the settings, so the memo, keyed by those four and emptied when a
+setting changes, answers what Django would. An entry is made only after Django's
+``build_absolute_uri()`` has answered for that key, so a host that ``ALLOWED_HOSTS``
+refuses is refused (``DisallowedHost``) on every request, as by Django.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from hashlib import md5
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.http import HttpRequest
 from django.utils import cache as django_cache
 from django.utils.timezone import get_current_timezone_name
@@ -30,6 +38,49 @@ ABSENT_MARKERS = (b"-,", b"")
 
 _MISSING = object()
 _verdict: dict[str, Any] = {}
+
+# What build_absolute_uri() depends on; a request class overriding none of these is plain.
+_URI_ATTRIBUTES = ("build_absolute_uri", "_current_scheme_host", "get_host", "_get_raw_host",
+                   "get_port", "get_full_path", "_get_full_path", "scheme")
+_plain_classes: dict[type, bool] = {}
+_MEMO_LIMIT = 4096
+_url_hashes: dict[tuple[str, str, str, str], str] = {}
+
+
+def _md5_hex(text: str) -> str:
+    return md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
+
+
+def _is_plain(cls: type) -> bool:
+    plain = _plain_classes.get(cls)
+    if plain is None:
+        plain = _plain_classes[cls] = all(
+            getattr(cls, name) is getattr(HttpRequest, name) for name in _URI_ATTRIBUTES)
+    return plain
+
+
+def url_hash(request: HttpRequest) -> str:
+    """The md5 hex digest of ``request.build_absolute_uri()``, as Django's keys hash it."""
+    if "_current_scheme_host" in request.__dict__ or not _is_plain(type(request)):
+        return _md5_hex(request.build_absolute_uri())
+    meta = request.META
+    key = (request.scheme, request._get_raw_host(), request.path, meta.get("QUERY_STRING", ""))
+    try:
+        return _url_hashes[key]
+    except KeyError:
+        pass
+    digest = _md5_hex(request.build_absolute_uri())  # checks the host, as Django does
+    if len(_url_hashes) >= _MEMO_LIMIT:
+        _url_hashes.clear()
+    _url_hashes[key] = digest
+    return digest
+
+
+def _forget_urls(**kwargs: Any) -> None:
+    _url_hashes.clear()
+
+
+setting_changed.connect(_forget_urls, dispatch_uid="django_nativecache.pagekeys.urls")
 
 
 def i18n_suffix(request: HttpRequest) -> str:
@@ -55,9 +106,7 @@ class PageKeys:
             key_prefix = settings.CACHE_MIDDLEWARE_KEY_PREFIX
         self.request = request
         self.key_prefix = key_prefix
-        self.url_hash = md5(
-            request.build_absolute_uri().encode("ascii"), usedforsecurity=False
-        ).hexdigest()
+        self.url_hash = url_hash(request)
         self.suffix = i18n_suffix(request)
 
     def header_key(self) -> str:

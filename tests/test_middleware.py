@@ -201,3 +201,52 @@ def test_header_memo_is_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> No
         assert native_middleware._expires_at(expires) == parse_http_date_safe(expires)
         assert len(native_middleware._expires) <= 4 and len(native_middleware._max_ages) <= 4
     assert native_middleware._max_age(HttpResponse("no header")) is None
+
+
+def test_url_memo_answers_what_build_absolute_uri_does() -> None:
+    factory = RequestFactory()
+    makers = [
+        lambda: factory.get("/m/"), lambda: factory.get("/m/", secure=True),
+        lambda: factory.get("/m/", {"q": "é"}),
+        lambda: factory.get("/m/", HTTP_HOST="testserver:8080"),
+        lambda: factory.get("/päth/x y/"),
+    ]
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        for _ in range(2):  # the second from the memo
+            for make in makers:
+                want = pagekeys._md5_hex(make().build_absolute_uri())  # Django's own
+                assert pagekeys.url_hash(make()) == want
+    with override_settings(ALLOWED_HOSTS=["testserver"], USE_X_FORWARDED_HOST=True):
+        forwarded = factory.get("/m/", HTTP_X_FORWARDED_HOST="testserver:81")
+        assert pagekeys.url_hash(forwarded) == pagekeys._md5_hex("http://testserver:81/m/")
+
+
+def test_url_memo_keeps_refusing_hosts_and_follows_settings() -> None:
+    factory = RequestFactory()
+    with override_settings(ALLOWED_HOSTS=["good.example"]):
+        pagekeys.url_hash(factory.get("/h/", HTTP_HOST="good.example"))
+        for _ in range(2):
+            with pytest.raises(DisallowedHost):
+                pagekeys.url_hash(factory.get("/h/", HTTP_HOST="evil.example"))
+    # The memo knew good.example; a setting that refuses it now is obeyed.
+    with override_settings(ALLOWED_HOSTS=["other.example"]):
+        with pytest.raises(DisallowedHost):
+            pagekeys.url_hash(factory.get("/h/", HTTP_HOST="good.example"))
+
+
+def test_url_memo_is_bounded_and_skips_requests_that_change_the_uri(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pagekeys, "_MEMO_LIMIT", 3)
+    factory = RequestFactory()
+    for n in range(10):
+        pagekeys.url_hash(factory.get(f"/b/{n}/"))
+        assert len(pagekeys._url_hashes) <= 3
+
+    class Proxied(type(factory.get("/"))):  # type: ignore[misc]
+        def get_host(self) -> str:
+            return "proxy.example"
+
+    request = factory.get("/b/0/")
+    request.__class__ = Proxied
+    assert pagekeys.url_hash(request) == pagekeys._md5_hex("http://proxy.example/b/0/")
