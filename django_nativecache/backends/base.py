@@ -188,6 +188,15 @@ class NativeCache(NativeKeys, BaseCache):
 
     # -- beyond Django's API: memcached's commands ------------------------------------
 
+    def get_stamped(
+        self, key: Any, epoch: int = 0, cas: int = 0, version: int | None = None
+    ) -> tuple[bool, Any, int, int] | None:
+        """None on a miss, else ``(changed, value, epoch, cas)``: ``epoch`` and ``cas`` name
+        this write of the value (``epoch`` is 0 where the store keeps no stamps); when the
+        ones given still name it, ``(False, None, epoch, cas)``, and nothing is decoded."""
+        k = self._key_args(key, version)
+        return self._store.get_stamped(k[0], epoch, cas, *k[1:])
+
     def gets(self, key: Any, default: Any = None, version: int | None = None) -> tuple[Any, int | None]:
         """Return (value, token); the token is None on a miss. Pass it to cas()."""
         k = self._key_args(key, version)

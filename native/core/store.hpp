@@ -23,6 +23,14 @@ struct ValueOut {
   std::uint32_t flags = 0;
   std::uint64_t cas = 0;
   std::vector<std::byte>* grow = nullptr;
+  // Stamps, for a caller that keeps decoded values: a store whose records carry them
+  // reports `epoch` (non-zero; with `cas`, it names one write of one value in the store)
+  // and, when the record is still the one `known_epoch`/`known_cas` name, sets
+  // `unchanged` and copies nothing. Other stores leave `epoch` 0 and ignore the rest.
+  std::uint64_t known_epoch = 0;
+  std::uint64_t known_cas = 0;
+  std::uint64_t epoch = 0;
+  bool unchanged = false;
 };
 
 // What get_many delivers: the values found, packed into one buffer.

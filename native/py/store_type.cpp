@@ -213,6 +213,30 @@ PyObject* Store_gets(StoreObject* self, PyObject* const* args, Py_ssize_t nargs)
   });
 }
 
+// get_stamped(key, epoch, cas[, prefix, version]): None on a miss, else
+// (changed, value, epoch, cas); (False, None, epoch, cas) when the record is still the one
+// `epoch` and `cas` name (nothing copied or decoded). epoch 0: the store has no stamps.
+PyObject* Store_get_stamped(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guard([&]() -> PyObject* {
+    if (!check_nargs("get_stamped", nargs, 3, 5)) return nullptr;
+    NC_KEY(kb, args[0], 3);
+    ValueOut out;
+    out.known_epoch = PyLong_AsUnsignedLongLong(args[1]);
+    if (out.known_epoch == static_cast<std::uint64_t>(-1) && PyErr_Occurred()) return nullptr;
+    out.known_cas = PyLong_AsUnsignedLongLong(args[2]);
+    if (out.known_cas == static_cast<std::uint64_t>(-1) && PyErr_Occurred()) return nullptr;
+    Status s = fetch_raw(self, kb.view(), out);
+    if (s.code == Code::kNotFound) Py_RETURN_NONE;
+    if (!s.ok()) return fail(self, s, Py_None);
+    const auto epoch = static_cast<unsigned long long>(out.epoch);
+    const auto cas = static_cast<unsigned long long>(out.cas);
+    if (out.unchanged) return Py_BuildValue("(OOKK)", Py_False, Py_None, epoch, cas);
+    Ref v(decode(self->st, out.flags, out.data, out.size));
+    if (!v) return nullptr;
+    return Py_BuildValue("(ONKK)", Py_True, v.release(), epoch, cas);
+  });
+}
+
 PyObject* Store_has(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return guard([&]() -> PyObject* {
     if (!check_nargs("has", nargs, 1, 3)) return nullptr;
@@ -752,6 +776,8 @@ void Store_dealloc(StoreObject* self) {
 PyMethodDef store_methods[] = {
     FAST("get", Store_get, "get(key, default[, prefix, version])"),
     FAST("gets", Store_gets, "gets(key, default[, prefix, version]) -> (value, token)"),
+    FAST("get_stamped", Store_get_stamped,
+         "get_stamped(key, epoch, cas[, prefix, version]) -> None | (changed, value, epoch, cas)"),
     FAST("has", Store_has, "has(key[, prefix, version]) -> bool"),
     FAST("set", Store_set, "set(key, value, timeout, max_entries, cull_frequency[, prefix, version])"),
     FAST("add", Store_add, "add(key, value, timeout, max_entries, cull_frequency[, prefix, version])"),

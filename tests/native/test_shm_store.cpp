@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <limits>
+#include <set>
 #include <thread>
 
 #include "shm_test_util.hpp"
@@ -511,6 +512,62 @@ TEST_F(Store, UnlinkWhileAttachedReattaches) {
   ASSERT_TRUE(put(a, "k", "w").ok());
   ShmStore& b = open(o);
   EXPECT_EQ(get(b, "k").value, "w");
+}
+
+// The stamps a caller keeping decoded values relies on: a record still the one it names
+// is reported unchanged without a copy; any write, in any shard, and a new segment under
+// the same name name something else.
+ValueOut stamped(ShmStore& s, std::string_view key, std::uint64_t epoch, std::uint64_t cas,
+                 std::vector<std::byte>& buf, Status& st) {
+  buf.assign(64, std::byte{0});
+  ValueOut out{buf.data(), buf.size()};
+  out.known_epoch = epoch;
+  out.known_cas = cas;
+  st = s.get(key, out);
+  return out;
+}
+
+TEST_F(Store, StampsNameOneWriteOfOneValue) {
+  SegmentOptions o = options(kMiB);
+  ShmStore& s = open(o);
+  ASSERT_TRUE(put(s, "k", "v1").ok());
+  std::vector<std::byte> buf;
+  Status st;
+  ValueOut first = stamped(s, "k", 0, 0, buf, st);
+  ASSERT_TRUE(st.ok());
+  EXPECT_NE(first.epoch, 0u);
+  EXPECT_FALSE(first.unchanged);
+  EXPECT_EQ(first.size, 2u);
+  ValueOut again = stamped(s, "k", first.epoch, first.cas, buf, st);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(again.unchanged);
+  EXPECT_EQ(again.size, 0u);
+  EXPECT_EQ(again.cas, first.cas);
+  // A wrong epoch with the right cas is not the same value.
+  EXPECT_FALSE(stamped(s, "k", first.epoch + 1, first.cas, buf, st).unchanged);
+  ASSERT_TRUE(put(s, "k", "v2").ok());
+  ValueOut after = stamped(s, "k", first.epoch, first.cas, buf, st);
+  ASSERT_TRUE(st.ok());
+  EXPECT_FALSE(after.unchanged);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(after.data), after.size), "v2");
+  // Unique across shards: many keys, every write a token no other write had.
+  std::set<std::uint64_t> tokens;
+  for (int i = 0; i < 2000; ++i) {
+    std::string key = "key" + std::to_string(i);
+    ASSERT_TRUE(put(s, key, "x").ok());
+    ASSERT_TRUE(put(s, key, "y").ok());
+    Got g = get(s, key);
+    ASSERT_TRUE(g.hit());
+    EXPECT_TRUE(tokens.insert(g.cas).second) << key;
+  }
+  // The same name, a new segment: another epoch.
+  std::string detail;
+  ASSERT_TRUE(nativecache::shm::Segment::unlink(o.name, detail).ok());
+  ASSERT_TRUE(put(s, "k", "v1").ok());
+  ValueOut fresh = stamped(s, "k", first.epoch, first.cas, buf, st);
+  ASSERT_TRUE(st.ok());
+  EXPECT_FALSE(fresh.unchanged);
+  EXPECT_NE(fresh.epoch, first.epoch);
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 namespace nativecache::shm {
 
 inline constexpr std::uint64_t kMagic = 0x314d48534e43444eULL;  // "NDCNSHM1"
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::size_t kHeaderBytes = 4096;
 
 enum SegmentState : std::uint32_t { kInitialising = 0, kReady = 1, kRetired = 2 };
@@ -26,7 +26,7 @@ struct alignas(64) SegmentHeader {
   std::uint32_t creator_pid;
   std::uint64_t abi_fingerprint;
   std::uint64_t total_size;
-  std::uint64_t generation;
+  std::uint64_t generation;  // random, never 0: with a record's cas, names its value
   std::uint64_t shards_offset;
   std::uint64_t shard_stride;
   std::uint32_t n_shards;
@@ -69,7 +69,7 @@ struct Record {
   std::uint8_t ref;       // CLOCK reference bit
   std::uint16_t reserved;
   std::int64_t expire;    // now_ms() deadline; 0 = never
-  std::uint64_t cas;
+  std::uint64_t cas;       // unique in the segment: no two writes of any key share one
 };
 static_assert(sizeof(Record) == 40);
 

@@ -68,7 +68,10 @@ void initialise(std::byte* base, const Geometry& g) {
   h->creator_pid = static_cast<std::uint32_t>(::getpid());
   h->abi_fingerprint = abi_fingerprint();
   h->total_size = g.total_size;
-  h->generation = std::random_device{}();
+  std::random_device rd;
+  do {
+    h->generation = (std::uint64_t{rd()} << 32) ^ rd();
+  } while (h->generation == 0);
   h->shards_offset = kHeaderBytes;
   h->shard_stride = g.shard_stride;
   h->n_shards = g.n_shards;

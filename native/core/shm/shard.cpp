@@ -12,14 +12,15 @@ constexpr std::uint32_t kRec = sizeof(Record);
 constexpr std::uint32_t kSecondChancesPerCall = 32;
 }  // namespace
 
-ShardView::ShardView(SegmentHeader* seg, std::byte* shard_base) noexcept
+ShardView::ShardView(SegmentHeader* seg, std::byte* shard_base, std::uint32_t index) noexcept
     : seg_(seg),
       h_(reinterpret_cast<ShardHeader*>(shard_base)),
       buckets_(reinterpret_cast<std::uint32_t*>(shard_base + kShardHeaderBytes)),
       ring_(shard_base + ring_offset(seg->bucket_count)),
       cap_(seg->ring_capacity),
       mask_(seg->bucket_count - 1),
-      max_chain_(seg->ring_capacity / kRec + 1) {}
+      max_chain_(seg->ring_capacity / kRec + 1),
+      index_(index) {}
 
 Record* ShardView::at(std::uint32_t off) noexcept {
   if (off % 8 != 0 || off > cap_ - kRec) return nullptr;

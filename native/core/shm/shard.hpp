@@ -16,7 +16,7 @@ class ShardView {
  public:
   static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
 
-  ShardView(SegmentHeader* seg, std::byte* shard_base) noexcept;
+  ShardView(SegmentHeader* seg, std::byte* shard_base, std::uint32_t index) noexcept;
 
   ShardHeader& header() noexcept { return *h_; }
 
@@ -59,7 +59,8 @@ class ShardView {
   // fits, and a longer listing is damage. false on damage.
   bool copy_keys(std::int64_t now, std::span<std::byte> buf, std::size_t& needed) noexcept;
 
-  std::uint64_t next_cas() noexcept { return ++h_->next_cas; }
+  // Unique in the segment: shard i hands out i + 1, i + 1 + n, i + 1 + 2n, ...
+  std::uint64_t next_cas() noexcept { return h_->next_cas++ * seg_->n_shards + index_ + 1; }
 
   // Test hook: leaves a half-written record at the head, as a writer killed mid-copy would.
   void scribble_torn_write() noexcept;
@@ -85,6 +86,7 @@ class ShardView {
   std::uint32_t cap_;
   std::uint32_t mask_;
   std::uint32_t max_chain_;
+  std::uint32_t index_;
 };
 
 }  // namespace nativecache::shm

@@ -70,7 +70,7 @@ Status ShmStore::attach(std::string& detail) {
   std::vector<ShardView> views;
   views.reserve(seg->header()->n_shards);
   for (std::uint32_t i = 0; i < seg->header()->n_shards; ++i) {
-    views.emplace_back(seg->header(), seg->shard_base(i));
+    views.emplace_back(seg->header(), seg->shard_base(i), i);
   }
   if (seg_) retired_.push_back(std::move(seg_));
   seg_ = std::move(seg);
@@ -131,6 +131,16 @@ Status ShmStore::get(std::string_view key, ValueOut& out) {
   if (f.rec == nullptr) {
     ++v.header().misses;
     return Status::Of(Code::kNotFound);
+  }
+  out.epoch = seg_->header()->generation;
+  if (out.known_cas != 0 && out.known_cas == f.rec->cas && out.known_epoch == out.epoch) {
+    out.unchanged = true;
+    out.size = 0;
+    out.flags = f.rec->flags;
+    out.cas = f.rec->cas;
+    f.rec->ref = 1;
+    ++v.header().hits;
+    return Status::Ok();
   }
   if (f.rec->val_len > out.capacity) {
     Status st = Status::Of(Code::kBufferTooSmall);
