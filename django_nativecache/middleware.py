@@ -9,19 +9,25 @@ computed once per request instead of twice (:mod:`django_nativecache.pagekeys`),
 The response phase (what is cached, for how long, under which ``Vary``) is Django's own.
 
 Any cache backend works; with this package's backends every lookup is one native call.
+On a store whose entries carry stamps (SharedMemoryCache), a plain ``HttpResponse`` is
+decoded once per process and each hit gets a copy of it, equal to what unpickling the
+entry again would give, for as long as the entry's stamp says it is the same write.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from http.cookies import SimpleCookie
+from typing import Any, NamedTuple
 
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http.response import ResponseHeaders
 from django.middleware import cache as django_middleware
 from django.utils.cache import get_max_age
 from django.utils.http import parse_http_date_safe
 
+from django_nativecache.backends.base import NativeCache
 from django_nativecache.pagekeys import PageKeys, matches_django
 
 # Parsed header values of cached responses: pure functions of the header text, so a memo
@@ -53,6 +59,138 @@ def _expires_at(value: str) -> int | None:
     return _memo(_expires, value, lambda: parse_http_date_safe(value))
 
 
+def _age(max_age: int | None, expires: int | None) -> int | None:
+    """The ``Age`` Django's ``process_request`` gives a hit, or None for none."""
+    if max_age is None or expires is None:
+        return None
+    return max(0, max_age - (expires - int(time.time())))
+
+
+def _aged(response: HttpResponseBase) -> HttpResponseBase:
+    max_age = _max_age(response)
+    if max_age is not None:
+        # response["Expires"] as in Django: a cached page without one is an error.
+        age = _age(max_age, _expires_at(response["Expires"]))
+        if age is not None:
+            response["Age"] = age
+    return response
+
+
+# -- decoded once per process (stamped stores) ----------------------------------------
+
+class _Decoded(NamedTuple):
+    epoch: int
+    cas: int
+    response: HttpResponse  # never handed out: hits get copies
+    max_age: int | None
+    expires: int | None
+    size: int
+
+
+# What a plain HttpResponse's unpickled state holds, besides the parts copied per hit.
+_STATE = frozenset({"headers", "_charset", "_resource_closers", "_handler_class", "cookies",
+                    "closed", "_reason_phrase", "_container", "status_code"})
+_SCALARS = (str, int, bool, type(None))
+_DECODED_LIMIT = 1024  # responses per process
+_DECODED_BYTES = 16 << 20  # content bytes per process
+_decoded: dict[str, _Decoded] = {}
+_decoded_bytes = [0]
+_stampable: dict[type, bool] = {}
+
+
+def _is_stampable(cls: type) -> bool:
+    """Whether the cache class's ``get`` and ``get_stamped`` are this package's own."""
+    ok = _stampable.get(cls)
+    if ok is None:
+        ok = _stampable[cls] = (
+            getattr(cls, "get_stamped", None) is NativeCache.get_stamped
+            and getattr(cls, "get", None) is NativeCache.get
+        )
+    return ok
+
+
+def _shareable(value: Any) -> bool:
+    """Whether copies made by _copy() are what unpickling ``value``'s entry gives."""
+    if type(value) is not HttpResponse:
+        return False
+    state = value.__dict__
+    if not state.keys() <= _STATE or not {"headers", "cookies", "_container"} <= state.keys():
+        return False
+    headers, cookies, container = state["headers"], state["cookies"], state["_container"]
+    return (
+        type(headers) is ResponseHeaders and headers.__dict__.keys() == {"_store"}
+        and all(type(k) is str and type(v) is tuple and len(v) == 2
+                and type(v[0]) is str and type(v[1]) is str
+                for k, v in headers._store.items())
+        and type(cookies) is SimpleCookie and not cookies
+        and state.get("_resource_closers", []) == []
+        and type(container) is list and all(type(chunk) is bytes for chunk in container)
+        and all(type(v) in _SCALARS for k, v in state.items()
+                if k not in ("headers", "cookies", "_container", "_resource_closers"))
+    )
+
+
+def _remember(key: str, epoch: int, cas: int, response: HttpResponse) -> _Decoded | None:
+    max_age = _max_age(response)
+    expires = None
+    if max_age is not None:
+        if "Expires" not in response:
+            return None  # Django's lookup of it raises: left to _aged()
+        expires = _expires_at(response["Expires"])
+    size = sum(len(chunk) for chunk in response._container)  # type: ignore[attr-defined]
+    if size > _DECODED_BYTES // 16:
+        return None
+    if len(_decoded) >= _DECODED_LIMIT or _decoded_bytes[0] + size > _DECODED_BYTES:
+        _decoded.clear()
+        _decoded_bytes[0] = 0
+    entry = _decoded[key] = _Decoded(epoch, cas, response, max_age, expires, size)
+    _decoded_bytes[0] += size
+    return entry
+
+
+def _copy(entry: _Decoded) -> HttpResponse:
+    """A response equal to the entry unpickled again, with Django's ``Age``."""
+    proto = entry.response
+    state = proto.__dict__.copy()
+    store = proto.headers._store.copy()
+    age = _age(entry.max_age, entry.expires)
+    if age is not None:
+        store["age"] = ("Age", str(age))  # what response["Age"] = age stores
+    headers = ResponseHeaders.__new__(ResponseHeaders)
+    headers._store = store
+    state["headers"] = headers
+    state["cookies"] = SimpleCookie()
+    state["_resource_closers"] = []
+    state["_container"] = list(state["_container"])
+    response = HttpResponse.__new__(HttpResponse)
+    response.__dict__ = state
+    return response
+
+
+def _cached_page(cache: Any, key: str) -> HttpResponseBase | None:
+    """``cache.get(key)`` with the ``Age`` of a hit set, as Django's ``process_request``."""
+    if not _is_stampable(type(cache)):
+        response = cache.get(key)
+        return None if response is None else _aged(response)
+    known = _decoded.get(key)
+    if known is None:
+        found = cache.get_stamped(key)
+    else:
+        found = cache.get_stamped(key, known.epoch, known.cas)
+    if found is None:
+        return None
+    changed, value, epoch, cas = found
+    if not changed and known is not None:
+        return _copy(known)
+    if value is None:
+        return None
+    if epoch and _shareable(value):
+        entry = _remember(key, epoch, cas, value)
+        if entry is not None:
+            return _copy(entry)
+    return _aged(value)
+
+
 def fetch_from_cache(
     middleware: django_middleware.FetchFromCacheMiddleware, request: HttpRequest
 ) -> HttpResponseBase | None:
@@ -68,18 +206,12 @@ def fetch_from_cache(
     headerlist = cache.get(keys.header_key())
     response = None
     if headerlist is not None:
-        response = cache.get(keys.page_key("GET", headerlist))
+        response = _cached_page(cache, keys.page_key("GET", headerlist))
         if response is None and method == "HEAD":
-            response = cache.get(keys.page_key("HEAD", headerlist))
+            response = _cached_page(cache, keys.page_key("HEAD", headerlist))
     if response is None:
         request._cache_update_cache = True  # type: ignore[attr-defined]
         return None
-    max_age = _max_age(response)
-    if max_age is not None:
-        # response["Expires"] as in Django: a cached page without one is an error.
-        expires = _expires_at(response["Expires"])
-        if expires is not None:
-            response["Age"] = max(0, max_age - (expires - int(time.time())))
     request._cache_update_cache = False  # type: ignore[attr-defined]
     return response
 

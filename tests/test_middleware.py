@@ -250,3 +250,94 @@ def test_url_memo_is_bounded_and_skips_requests_that_change_the_uri(
     request = factory.get("/b/0/")
     request.__class__ = Proxied
     assert pagekeys.url_hash(request) == pagekeys._md5_hex("http://proxy.example/b/0/")
+
+
+def _hit(path: str, cookie: str | None = "who=ann") -> Any:
+    """The page at path from our FetchFromCacheMiddleware, or None on a miss."""
+    return native_middleware.FetchFromCacheMiddleware(_view).process_request(
+        _get(path, cookie))
+
+
+def test_each_hit_is_a_response_of_its_own() -> None:
+    _start_of_a_second()
+    stored, _ = _serve(native_middleware, _get("/own/", "who=ann"))
+    first = _hit("/own/")
+    assert first is not None and first.content == stored.content  # the memo's entry
+    first["X-Mutated"] = "1"
+    first.set_cookie("c", "1")
+    first.write(b" and more")
+    first._resource_closers.append(lambda: None)  # type: ignore[attr-defined]
+    second = _hit("/own/")
+    assert second is not None and second is not first
+    assert second.content == stored.content and not second.has_header("X-Mutated")
+    assert not second.cookies and second._resource_closers == []  # type: ignore[attr-defined]
+    assert second["Age"] == "0" and second["Vary"] == "Cookie"
+    # What unpickling the entry gives, attribute for attribute.
+    theirs = django_middleware.FetchFromCacheMiddleware(_view).process_request(
+        _get("/own/", "who=ann"))
+    assert theirs is not None
+    assert dict(second.items()) == dict(theirs.items())
+    assert second.__dict__.keys() == theirs.__dict__.keys()
+    for name in ("_charset", "_reason_phrase", "status_code", "_container", "closed"):
+        assert getattr(second, name) == getattr(theirs, name), name
+
+
+def test_a_page_written_again_is_served_anew(page_cache: Any) -> None:
+    _serve(native_middleware, _get("/again/", "who=ann"))
+    assert _hit("/again/") is not None
+    page_key = django_cache.get_cache_key(_get("/again/", "who=ann"), "", cache=page_cache)
+    assert page_key in native_middleware._decoded
+    for round_ in range(3):
+        response = HttpResponse(f"version {round_}")
+        django_cache.patch_response_headers(response, 60)
+        page_cache.set(page_key, response)
+        hit = _hit("/again/")
+        assert hit is not None and hit.content == f"version {round_}".encode()
+    page_cache.delete(page_key)
+    assert _hit("/again/") is None
+    # The same name, a new segment: what the new one holds, not what the memo kept.
+    page_cache.delete_segment()
+    assert _hit("/again/") is None
+
+
+class CustomResponse(HttpResponse):
+    """A subclass: its instances are never copied, whatever they hold."""
+
+
+def test_responses_a_copy_could_not_reproduce_are_decoded_each_time(
+    page_cache: Any,
+) -> None:
+    for n, response in enumerate([CustomResponse("sub"), HttpResponse("cookie")]):
+        if n == 1:
+            response.set_cookie("flavour", "plain")
+        django_cache.patch_response_headers(response, 60)
+        request = _get(f"/odd/{n}/", "who=ann")
+        django_cache.learn_cache_key(request, response, 60, "", cache=page_cache)
+        page_key = django_cache.get_cache_key(request, "", cache=page_cache)
+        page_cache.set(page_key, response)
+        for _ in range(2):
+            hit = _hit(f"/odd/{n}/")
+            assert hit is not None and type(hit) is type(response)
+            assert hit.content == response.content
+        assert page_key not in native_middleware._decoded
+    assert hit.cookies["flavour"].value == "plain"
+
+
+def test_decoded_responses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native_middleware, "_DECODED_LIMIT", 3)
+    monkeypatch.setattr(native_middleware, "_decoded", {})
+    for n in range(8):
+        _serve(native_middleware, _get(f"/bound/{n}/", None))
+        assert _hit(f"/bound/{n}/", None) is not None
+        assert len(native_middleware._decoded) <= 3
+
+
+def test_stamps_from_the_store(page_cache: Any) -> None:
+    assert page_cache.get_stamped("nothing") is None
+    page_cache.set("k", [1, 2])
+    changed, value, epoch, cas = page_cache.get_stamped("k")
+    assert changed and value == [1, 2] and epoch != 0 and cas != 0
+    assert page_cache.get_stamped("k", epoch, cas) == (False, None, epoch, cas)
+    page_cache.set("k", [3])
+    changed, value, _, cas2 = page_cache.get_stamped("k", epoch, cas)
+    assert changed and value == [3] and cas2 != cas
