@@ -18,6 +18,7 @@ page was computed) before its figures count.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -482,6 +483,34 @@ def _met(r: float | None, least: float) -> str:
     return "n/a" if r is None else "yes" if round(r, 3) >= least else "no"
 
 
+def cold_lengths(warm: tuple[float, float], lost: tuple[float, float], least: float) -> str:
+    """The cold-run lengths T at which a cold ratio of at least ``least`` is expected.
+
+    A cold run of T seconds serves what the warm rate w serves in T − L seconds, L being
+    what its misses cost (``misses cost s``), so the ratio is wa(T − La) / (wb(T − Lb)):
+    at least ``least`` when T·d ≥ c, with d = wa − least·wb and c = wa·La − least·wb·Lb.
+    Only T longer than both L are meaningful."""
+    (wa, wb), (la, lb) = warm, lost
+    d, c = wa - least * wb, wa * la - least * wb * lb
+    floor = max(la, lb, 0.0)
+    if d == 0:
+        return "any" if c <= 0 else "none"
+    bound = c / d
+    if d > 0:
+        return "any" if bound <= floor else f"≥ {bound:.1f} s"
+    return "none" if bound <= floor else f"≤ {bound:.1f} s"
+
+
+def _cold_lengths_cell(res: Results, ours: str, peer: str, least: float, stat: str) -> str:
+    wa, wb = res.value("warm", ours, stat), res.value("warm", peer, stat)
+    la, lb = res.lost.get(ours), res.lost.get(peer)
+    if wa is None or wb is None or not la or not lb:
+        return "n/a"
+    # A cold run that served more than the warm runs lost nothing: noise, counted as 0.
+    lost = max(0.0, statistics.median(la)), max(0.0, statistics.median(lb))
+    return cold_lengths((wa, wb), lost, least)
+
+
 def _goal_rows(res: Results, stat: str) -> list[list[str]]:
     rows = []
     for ours, peer, least in GOALS:
@@ -489,6 +518,7 @@ def _goal_rows(res: Results, stat: str) -> list[list[str]]:
         for phase in PHASES:
             r = res.ratio(phase, ours, peer, stat)
             row += [_fmt(r), _met(r, least)]
+        row.append(_cold_lengths_cell(res, ours, peer, least, stat))
         rows.append(row)
     return rows
 
@@ -565,6 +595,16 @@ def _plot(path: Path, res: Results, subjects: list[HttpSubject], stat: str,
 # The group
 
 
+def _cold_override(plan: Plan) -> Plan:
+    """BENCH_HTTP_COLD_S=10 makes the cold run that long (whole seconds, as wrk takes)."""
+    text = os.environ.get("BENCH_HTTP_COLD_S", "").strip()
+    if not text:
+        return plan
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"BENCH_HTTP_COLD_S must be a whole number of seconds, not {text!r}")
+    return dataclasses.replace(plan, cold_s=int(text))
+
+
 def _selected(subjects: list[HttpSubject]) -> list[HttpSubject]:
     """BENCH_HTTP_SUBJECTS=shm,ceiling,... measures only those (for quick looks)."""
     wanted = {n.strip() for n in os.environ.get("BENCH_HTTP_SUBJECTS", "").split(",") if n.strip()}
@@ -638,7 +678,7 @@ def run(ctx: Context) -> str:
     if views.TIMEOUT != PAGE_TIMEOUT_S:  # the warm runs are planned around it
         raise RuntimeError(f"the demo's cache_page timeout is now {views.TIMEOUT} s, "
                            f"PAGE_TIMEOUT_S here says {PAGE_TIMEOUT_S}")
-    plan = QUICK if ctx.quick else FULL
+    plan = _cold_override(QUICK if ctx.quick else FULL)
     where = _placement()
     subjects = _selected(_subjects())
     servers = _start_servers(ctx, subjects, where)
@@ -711,9 +751,14 @@ def run(ctx: Context) -> str:
         "runs under Django's), same run, cold and warm. Against "
         "LocMemCache only the cold run can show a difference by design (warm, both serve "
         "from memory inside the worker; cold, LocMemCache computes each page once per worker), "
-        "and it shrinks as the cold run gets longer.",
+        "and it shrinks as the cold run gets longer. `cold met for runs of`: the cold-run "
+        "lengths at which the cold goal would be met, from the two subjects' warm requests/s "
+        "and `misses cost s` (a cold run of T s serves what T − `misses cost` s of warm "
+        "serving do); `any` or `none` when the length does not decide it. "
+        "`BENCH_HTTP_COLD_S` sets the cold run's length, to measure one of them.",
         "",
-        md_table(["goal", "cold", "met", "warm", "met"], _goal_rows(res, ctx.stat), "lrrrr"),
+        md_table(["goal", "cold", "met", "warm", "met", "cold met for runs of"],
+                 _goal_rows(res, ctx.stat), "lrrrrr"),
     ]
     if res.value("warm", "zero-cost", ctx.stat) is not None:
         body += [
