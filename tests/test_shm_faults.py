@@ -7,13 +7,16 @@ from __future__ import annotations
 import mmap
 import multiprocessing as mp
 import os
+import ctypes
 import select
 import signal
 import struct
+import threading
 import time
 
 import pytest
 
+from django_nativecache import _native
 from django_nativecache.backends import shm
 from django_nativecache.exceptions import CorruptData
 from tests import shmutil
@@ -89,6 +92,69 @@ def test_process_killed_holding_a_shard_lock(location):
     assert cache.get("key0") == "after"
     os.close(read_fd)
     os.close(write_fd)
+
+
+def _lock_then_release(path: str, offset: int, fd: int, release_fd: int) -> None:
+    """Takes the shard mutex at ``offset`` of the segment file as a plain pthread mutex,
+    writes one byte to ``fd``, and releases it when a byte arrives on ``release_fd``."""
+    with open(path, "r+b") as f:
+        region = mmap.mmap(f.fileno(), 0)
+    mutex = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(region)) + offset)
+    libc = ctypes.CDLL(None)
+    assert libc.pthread_mutex_lock(mutex) == 0
+    os.write(fd, b"L")
+    os.read(release_fd, 1)
+    assert libc.pthread_mutex_unlock(mutex) == 0
+    os._exit(0)
+
+
+@pytest.mark.parametrize("read", ["get", "get_stamped"])
+def test_reader_waiting_while_the_segment_is_recreated_reads_the_old_one(read):
+    """A thread waits on a shard lock (the GIL released) while another thread of the
+    process re-attaches to a recreated segment: the waiter finishes on the segment it
+    started on, and the stamp it reports names that segment, not the new one, whose first
+    record may well carry the same cas."""
+    location = shmutil.unique_location("reattach")
+    cache = shmutil.build(location, SHARDS=1)
+    try:
+        cache.set("page", "old")
+        old = cache.get_stamped("page")
+        layout = cache._store._layout()
+        ctx = mp.get_context("fork")
+        locked_r, locked_w = os.pipe()
+        release_r, release_w = os.pipe()
+        holder = ctx.Process(target=_lock_then_release,
+                             args=(_segment_path(cache), layout["shards_offset"], locked_w, release_r))
+        holder.start()
+        ready, _, _ = select.select([locked_r], [], [], 30)
+        assert ready and os.read(locked_r, 1) == b"L", "the holder never took the lock"
+
+        seen: list = []
+        reader = threading.Thread(target=lambda: seen.append(getattr(cache, read)("page")))
+        reader.start()
+        time.sleep(0.3)
+        assert not seen, "the reader got through a held lock"
+
+        _native.unlink_shm(cache.segment)
+        cache.set("page", "new")  # this thread re-attaches: a new segment, cas counted anew
+        new = cache.get_stamped("page")
+        assert new[1] == "new" and new[2] != old[2]
+
+        os.write(release_w, b"U")
+        reader.join(30)
+        holder.join(30)
+        assert holder.exitcode == 0
+        if read == "get":
+            assert seen == ["old"]
+        else:
+            assert seen == [old]  # the old segment's record, under the old segment's stamp
+            changed, value, epoch, cas = cache.get_stamped("page", *seen[0][2:])
+            assert (changed, value, epoch, cas) == (True, "new", new[2], new[3])
+        assert cache.get("page") == "new"
+        for fd in (locked_r, locked_w, release_r, release_w):
+            os.close(fd)
+    finally:
+        cache.delete_segment()
 
 
 def test_wrong_magic_is_recreated_not_read(location):

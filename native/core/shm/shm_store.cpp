@@ -29,14 +29,14 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 // critical section, and marks the shard dirty while held.
 class ShmStore::ShardLock {
  public:
-  ShardLock(ShmStore& store, ShardView& v) noexcept : v_(v) {
+  ShardLock(Mapping& m, ShardView& v) noexcept : v_(v) {
     LockResult r = lock(&v.header().mutex);
     if (r == LockResult::kUnrecoverable) {
-      store.seg_->retire();
+      m.seg->retire();
       return;
     }
     if (r == LockResult::kOwnerDied) {
-      if (v.header().dirty != 0) store.recover(v);
+      if (v.header().dirty != 0) recover(m, v);
       mark_consistent(&v.header().mutex);
     }
     held_ = true;
@@ -67,48 +67,58 @@ Status ShmStore::open(const SegmentOptions& opts, std::unique_ptr<ShmStore>& out
 Status ShmStore::attach(std::string& detail) {
   std::unique_ptr<Segment> seg;
   if (Status st = Segment::open(opts_, seg, detail); !st.ok()) return st;
-  std::vector<ShardView> views;
-  views.reserve(seg->header()->n_shards);
+  auto m = std::make_unique<Mapping>();
+  m->shards.reserve(seg->header()->n_shards);
   for (std::uint32_t i = 0; i < seg->header()->n_shards; ++i) {
-    views.emplace_back(seg->header(), seg->shard_base(i), i);
+    m->shards.emplace_back(seg->header(), seg->shard_base(i), i);
   }
-  if (seg_) retired_.push_back(std::move(seg_));
-  seg_ = std::move(seg);
-  shards_ = std::move(views);
+  m->seg = std::move(seg);
+  if (current_) retired_.push_back(std::move(current_));
+  current_ = std::move(m);
   return Status::Ok();
 }
 
-Status ShmStore::ensure_attached() {
-  if (seg_->ready()) [[likely]] return Status::Ok();
-  std::string detail;
-  if (Status st = attach(detail); !st.ok()) {
-    return Status::Of(Code::kUnavailable, "the shared-memory segment could not be reattached");
+Status ShmStore::attached(Mapping*& out) {
+  if (!current_->seg->ready()) [[unlikely]] {
+    std::string detail;
+    if (Status st = attach(detail); !st.ok()) {
+      return Status::Of(Code::kUnavailable, "the shared-memory segment could not be reattached");
+    }
   }
+  out = current_.get();
   return Status::Ok();
 }
+
+namespace {
+std::size_t shard_index(std::uint64_t h, std::size_t n) noexcept {
+  return static_cast<std::size_t>(((h >> 32) * n) >> 32);
+}
+}  // namespace
 
 std::uint32_t ShmStore::shard_of(std::string_view key) const noexcept {
-  std::uint64_t h = hash_key(key);
-  return static_cast<std::uint32_t>(((h >> 32) * shards_.size()) >> 32);
+  return static_cast<std::uint32_t>(shard_index(hash_key(key), current_->shards.size()));
 }
 
-ShardView& ShmStore::shard_for(std::string_view key, std::uint32_t& hash) noexcept {
+ShardView& ShmStore::Mapping::shard_for(std::string_view key, std::uint32_t& hash) noexcept {
   std::uint64_t h = hash_key(key);
   hash = static_cast<std::uint32_t>(h);
-  return shards_[((h >> 32) * shards_.size()) >> 32];
+  return shards[shard_index(h, shards.size())];
 }
 
-void ShmStore::recover(ShardView& v) noexcept {
+void ShmStore::recover(Mapping& m, ShardView& v) noexcept {
   v.reset();
-  seg_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
+  m.header().recoveries.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::size_t ShmStore::max_value_size() const noexcept { return seg_->header()->max_item_size; }
+std::size_t ShmStore::max_value_size() const noexcept { return current_->header().max_item_size; }
 
-#define NC_ATTACHED()                              \
-  if (Status st_ = ensure_attached(); !st_.ok()) { \
-    return st_;                                    \
-  }
+// Declares `m`, the mapping the operation works on to its end.
+#define NC_ATTACHED()                           \
+  Mapping* m_ptr_ = nullptr;                    \
+  if (Status st_ = attached(m_ptr_); !st_.ok()) { \
+    return st_;                                 \
+  }                                             \
+  Mapping& m = *m_ptr_
 
 #define NC_LOCKED(lk)                                                                     \
   if (!(lk).held()) {                                                                     \
@@ -118,13 +128,13 @@ std::size_t ShmStore::max_value_size() const noexcept { return seg_->header()->m
 Status ShmStore::get(std::string_view key, ValueOut& out) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
-  ShardLock lk(*this, v);
+  ShardLock lk(m, v);
   NC_LOCKED(lk);
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
-    recover(v);
+    recover(m, v);
     ++v.header().misses;
     return Status::Of(Code::kNotFound);
   }
@@ -132,7 +142,7 @@ Status ShmStore::get(std::string_view key, ValueOut& out) {
     ++v.header().misses;
     return Status::Of(Code::kNotFound);
   }
-  out.epoch = seg_->header()->generation;
+  out.epoch = m.header().generation;
   if (out.known_cas != 0 && out.known_cas == f.rec->cas && out.known_epoch == out.epoch) {
     out.unchanged = true;
     out.size = 0;
@@ -159,35 +169,35 @@ Status ShmStore::get(std::string_view key, ValueOut& out) {
 Status ShmStore::contains(std::string_view key) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
-  ShardLock lk(*this, v);
+  ShardLock lk(m, v);
   NC_LOCKED(lk);
   auto f = v.find(key, hash, now);
-  if (f.corrupt) recover(v);
+  if (f.corrupt) recover(m, v);
   return f.rec != nullptr ? Status::Ok() : Status::Of(Code::kNotFound);
 }
 
 Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limits& limits) {
   NC_ATTACHED();
-  const SegmentHeader& sh = *seg_->header();
+  const SegmentHeader& sh = m.header();
   if (w.key.size() > 0xFFFF) return Status::Of(Code::kBadKey, "key longer than 65535 bytes");
   if (w.data.size() > sh.max_item_size ||
       align8(sizeof(Record) + w.key.size() + w.data.size()) > sh.ring_capacity / 2) {
     return Status::Of(Code::kTooLarge);
   }
   std::uint32_t hash;
-  ShardView& v = shard_for(w.key, hash);
+  ShardView& v = m.shard_for(w.key, hash);
   std::int64_t now = now_ms();
   bool may_cull = limits.enforce && mode != Mode::kReplace && mode != Mode::kCas;
   for (;;) {
     std::int64_t cull_at = -1;
     {
-      ShardLock lk(*this, v);
+      ShardLock lk(m, v);
       NC_LOCKED(lk);
       auto f = v.find(w.key, hash, now);
       if (f.corrupt) {
-        recover(v);
+        recover(m, v);
         f = {};
       }
       switch (mode) {
@@ -232,7 +242,7 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
         }
         auto flags = static_cast<std::uint16_t>(w.flags);
         if (v.insert(w.key, hash, w.data, {}, flags, expire, now) == ShardView::kNone) {
-          recover(v);
+          recover(m, v);
           if (v.insert(w.key, hash, w.data, {}, flags, expire, now) == ShardView::kNone) {
             return Status::Of(Code::kCorrupt, "shard could not take the value after a reset");
           }
@@ -241,16 +251,16 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
       }
     }
     // No shard lock is held here: culling takes the shards one at a time.
-    cull_all(cull_at, limits.cull_frequency, now);
+    cull_all(m, cull_at, limits.cull_frequency, now);
     may_cull = false;
   }
 }
 
-void ShmStore::cull_all(std::int64_t count, std::int64_t frequency, std::int64_t now) {
-  std::vector<std::uint32_t> quota(shards_.size(), 0);
+void ShmStore::cull_all(Mapping& m, std::int64_t count, std::int64_t frequency, std::int64_t now) {
+  std::vector<std::uint32_t> quota(m.shards.size(), 0);
   if (frequency == 0) {
-    for (ShardView& v : shards_) {
-      ShardLock lk(*this, v);
+    for (ShardView& v : m.shards) {
+      ShardLock lk(m, v);
       if (!lk.held()) continue;
       v.header().evictions += v.header().items.load(std::memory_order_relaxed);
       v.reset();
@@ -259,32 +269,32 @@ void ShmStore::cull_all(std::int64_t count, std::int64_t frequency, std::int64_t
   }
   std::int64_t target = count / frequency;
   if (target <= 0) return;
-  std::vector<std::uint32_t> items(shards_.size());
+  std::vector<std::uint32_t> items(m.shards.size());
   std::uint64_t total = 0;
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
-    items[i] = shards_[i].header().items.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < m.shards.size(); ++i) {
+    items[i] = m.shards[i].header().items.load(std::memory_order_relaxed);
     total += items[i];
   }
   if (total == 0) return;
   std::uint64_t assigned = 0;
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
+  for (std::size_t i = 0; i < m.shards.size(); ++i) {
     quota[i] = static_cast<std::uint32_t>(static_cast<std::uint64_t>(target) * items[i] / total);
     assigned += quota[i];
   }
   // Hand out the remainder so exactly `target` entries go, as Django removes.
-  for (std::size_t i = 0; assigned < static_cast<std::uint64_t>(target) && i < 4 * shards_.size();
+  for (std::size_t i = 0; assigned < static_cast<std::uint64_t>(target) && i < 4 * m.shards.size();
        ++i) {
-    std::size_t s = i % shards_.size();
+    std::size_t s = i % m.shards.size();
     if (quota[s] < items[s]) {
       ++quota[s];
       ++assigned;
     }
   }
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
+  for (std::size_t i = 0; i < m.shards.size(); ++i) {
     if (quota[i] == 0) continue;
-    ShardLock lk(*this, shards_[i]);
+    ShardLock lk(m, m.shards[i]);
     if (!lk.held()) continue;
-    if (!shards_[i].cull(quota[i], now)) recover(shards_[i]);
+    if (!m.shards[i].cull(quota[i], now)) recover(m, m.shards[i]);
   }
 }
 
@@ -292,24 +302,24 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
                         std::uint32_t flags, bool prepend) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
   for (;;) {
     std::size_t grow_to = 0;
     {
-      ShardLock lk(*this, v);
+      ShardLock lk(m, v);
       NC_LOCKED(lk);
       auto f = v.find(key, hash, now);
       if (f.corrupt) {
-        recover(v);
+        recover(m, v);
         return Status::Of(Code::kNotFound);
       }
       if (f.rec == nullptr) return Status::Of(Code::kNotFound);
       if (f.rec->flags != flags) return Status::Of(Code::kTypeMismatch);
       std::size_t old_len = f.rec->val_len;
       std::size_t new_len = old_len + data.size();
-      if (new_len > seg_->header()->max_item_size ||
-          align8(sizeof(Record) + key.size() + new_len) > seg_->header()->ring_capacity / 2) {
+      if (new_len > m.header().max_item_size ||
+          align8(sizeof(Record) + key.size() + new_len) > m.header().ring_capacity / 2) {
         return Status::Of(Code::kTooLarge);
       }
       if (!prepend && ShardView::value_room(f.rec) >= new_len) {
@@ -331,7 +341,7 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
         auto second = prepend ? old : data;
         auto fl = static_cast<std::uint16_t>(flags);
         if (v.insert(key, hash, first, second, fl, expire, now) == ShardView::kNone) {
-          recover(v);  // a damaged ring: reset, then the value still goes in
+          recover(m, v);  // a damaged ring: reset, then the value still goes in
           if (v.insert(key, hash, first, second, fl, expire, now) == ShardView::kNone) {
             return Status::Of(Code::kCorrupt, "shard could not take the value after a reset");
           }
@@ -347,13 +357,13 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
 Status ShmStore::remove(std::string_view key) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
-  ShardLock lk(*this, v);
+  ShardLock lk(m, v);
   NC_LOCKED(lk);
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
-    recover(v);
+    recover(m, v);
     return Status::Of(Code::kNotFound);
   }
   if (f.rec == nullptr) return Status::Of(Code::kNotFound);
@@ -364,13 +374,13 @@ Status ShmStore::remove(std::string_view key) {
 Status ShmStore::touch(std::string_view key, Ttl ttl) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
-  ShardLock lk(*this, v);
+  ShardLock lk(m, v);
   NC_LOCKED(lk);
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
-    recover(v);
+    recover(m, v);
     return Status::Of(Code::kNotFound);
   }
   if (f.rec == nullptr) return Status::Of(Code::kNotFound);
@@ -385,13 +395,13 @@ Status ShmStore::touch(std::string_view key, Ttl ttl) {
 Status ShmStore::incr(std::string_view key, std::int64_t delta, std::int64_t& result) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
-  ShardLock lk(*this, v);
+  ShardLock lk(m, v);
   NC_LOCKED(lk);
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
-    recover(v);
+    recover(m, v);
     return Status::Of(Code::kNotFound);
   }
   if (f.rec == nullptr) return Status::Of(Code::kNotFound);
@@ -416,7 +426,7 @@ Status ShmStore::incr(std::string_view key, std::int64_t delta, std::int64_t& re
     auto flags = f.rec->flags;
     v.unlink(f.link, f.off);
     if (v.insert(key, hash, as_bytes({buf, n}), {}, flags, expire, now) == ShardView::kNone) {
-      recover(v);
+      recover(m, v);
       return Status::Of(Code::kNotFound);
     }
   }
@@ -427,13 +437,13 @@ Status ShmStore::incr(std::string_view key, std::int64_t delta, std::int64_t& re
 Status ShmStore::ttl(std::string_view key, std::int64_t& remaining_ms) {
   NC_ATTACHED();
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
+  ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
-  ShardLock lk(*this, v);
+  ShardLock lk(m, v);
   NC_LOCKED(lk);
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
-    recover(v);
+    recover(m, v);
     return Status::Of(Code::kNotFound);
   }
   if (f.rec == nullptr) return Status::Of(Code::kNotFound);
@@ -443,8 +453,8 @@ Status ShmStore::ttl(std::string_view key, std::int64_t& remaining_ms) {
 
 Status ShmStore::clear() {
   NC_ATTACHED();
-  for (ShardView& v : shards_) {
-    ShardLock lk(*this, v);
+  for (ShardView& v : m.shards) {
+    ShardLock lk(m, v);
     if (lk.held()) v.reset();
   }
   return Status::Ok();
@@ -452,9 +462,11 @@ Status ShmStore::clear() {
 
 StoreStats ShmStore::stats() {
   StoreStats s;
-  if (!ensure_attached().ok()) return s;
-  for (ShardView& v : shards_) {
-    ShardLock lk(*this, v);
+  Mapping* mp = nullptr;
+  if (!attached(mp).ok()) return s;
+  Mapping& m = *mp;
+  for (ShardView& v : m.shards) {
+    ShardLock lk(m, v);
     if (!lk.held()) continue;
     const ShardHeader& h = v.header();
     s.hits += h.hits;
@@ -465,8 +477,8 @@ StoreStats ShmStore::stats() {
     s.items += h.items.load(std::memory_order_relaxed);
     s.bytes += h.live_bytes;
   }
-  s.recoveries = seg_->header()->recoveries.load(std::memory_order_relaxed);
-  s.capacity = std::uint64_t{seg_->header()->ring_capacity} * shards_.size();
+  s.recoveries = m.header().recoveries.load(std::memory_order_relaxed);
+  s.capacity = std::uint64_t{m.header().ring_capacity} * m.shards.size();
   return s;
 }
 
@@ -479,17 +491,17 @@ StoreStats ShmStore::stats() {
 // the whole cache, and a writer waits for one shard's copy at most.
 Status ShmStore::keys(std::vector<std::string>& out) {
   NC_ATTACHED();
-  const std::size_t ring = seg_->header()->ring_capacity;
+  const std::size_t ring = m.header().ring_capacity;
   std::vector<std::byte> buf(std::min<std::size_t>(ring, std::size_t{64} << 10));
   const std::int64_t now = now_ms();
-  for (ShardView& v : shards_) {
+  for (ShardView& v : m.shards) {
     std::size_t needed = 0;
     for (;;) {
       {
-        ShardLock lk(*this, v);
+        ShardLock lk(m, v);
         NC_LOCKED(lk);
         if (!v.copy_keys(now, buf, needed)) {
-          recover(v);  // as every other operation does on damage: the shard forgets
+          recover(m, v);  // as every other operation does on damage: the shard forgets
           needed = 0;
         }
       }
@@ -508,8 +520,9 @@ Status ShmStore::keys(std::vector<std::string>& out) {
 
 void ShmStore::debug_hold_lock(std::string_view key, int notify_fd) {
   std::uint32_t hash;
-  ShardView& v = shard_for(key, hash);
-  ShardLock lk(*this, v);
+  Mapping& m = *current_;
+  ShardView& v = m.shard_for(key, hash);
+  ShardLock lk(m, v);
   v.scribble_torn_write();
   char c = 'L';
   ssize_t rc = ::write(notify_fd, &c, 1);

@@ -34,7 +34,7 @@ class ShmStore final : public Store {
   // Lists one shard at a time under its lock; see the comment in shm_store.cpp.
   Status keys(std::vector<std::string>& out) override;
 
-  const SegmentHeader& header() const noexcept { return *seg_->header(); }
+  const SegmentHeader& header() const noexcept { return current_->header(); }
   std::uint32_t shard_of(std::string_view key) const noexcept;
   const std::string& name() const noexcept { return opts_.name; }
 
@@ -44,19 +44,30 @@ class ShmStore final : public Store {
 
  private:
   class ShardLock;
+
+  // One attached segment and the views of its shards. An operation resolves the current
+  // mapping once and then uses only it: another thread may re-attach while this one
+  // waits for a shard lock (with the GIL released), and the waiter must go on with the
+  // segment it started on (its views, its generation in stamps, its recovery count).
+  struct Mapping {
+    std::unique_ptr<Segment> seg;
+    std::vector<ShardView> shards;
+    SegmentHeader& header() const noexcept { return *seg->header(); }
+    ShardView& shard_for(std::string_view key, std::uint32_t& hash) noexcept;
+  };
+
   explicit ShmStore(SegmentOptions opts) : opts_(std::move(opts)) {}
   Status attach(std::string& detail);
-  Status ensure_attached();
-  ShardView& shard_for(std::string_view key, std::uint32_t& hash) noexcept;
-  void cull_all(std::int64_t count, std::int64_t frequency, std::int64_t now);
-  void recover(ShardView& v) noexcept;
+  // The current mapping, re-attached first when its segment is no longer ready.
+  Status attached(Mapping*& out);
+  void cull_all(Mapping& m, std::int64_t count, std::int64_t frequency, std::int64_t now);
+  static void recover(Mapping& m, ShardView& v) noexcept;
 
   SegmentOptions opts_;
-  std::unique_ptr<Segment> seg_;
-  // Segments replaced after a mismatch stay mapped until the store goes: another
-  // thread may still be waiting on one of their locks.
-  std::vector<std::unique_ptr<Segment>> retired_;
-  std::vector<ShardView> shards_;
+  std::unique_ptr<Mapping> current_;
+  // Mappings replaced after a mismatch stay until the store goes: another thread may
+  // still be waiting on one of their locks, holding one of their views.
+  std::vector<std::unique_ptr<Mapping>> retired_;
   std::vector<std::byte> concat_scratch_;
 };
 
