@@ -10,10 +10,13 @@ middleware uses Django's functions instead.
 
 The URL's hash is memoised (:func:`url_hash`): ``build_absolute_uri()`` of a request whose
 class keeps ``HttpRequest``'s own URI methods is a function of its scheme, raw host, path
-and query string and of the settings, so the memo, keyed by those four and emptied when a
-setting changes, answers what Django would. An entry is made only after Django's
+and query string, and of ``DEBUG`` and ``ALLOWED_HOSTS``, which decide whether the host is
+accepted. The memo is keyed by all six, read on every request (settings may change with
+no signal: Django's test runner assigns them, a site may edit ``ALLOWED_HOSTS`` in place),
+so it answers what Django would. An entry is made only after Django's
 ``build_absolute_uri()`` has answered for that key, so a host that ``ALLOWED_HOSTS``
-refuses is refused (``DisallowedHost``) on every request, as by Django.
+refuses is refused (``DisallowedHost``) on every request, as by Django; a hit leaves the
+request as that call would (``_current_scheme_host`` set).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from hashlib import md5
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
 from django.http import HttpRequest
 from django.utils import cache as django_cache
 from django.utils.timezone import get_current_timezone_name
@@ -39,48 +41,51 @@ ABSENT_MARKERS = (b"-,", b"")
 _MISSING = object()
 _verdict: dict[str, Any] = {}
 
-# What build_absolute_uri() depends on; a request class overriding none of these is plain.
+# What build_absolute_uri() depends on: a request whose class has HttpRequest's own
+# (checked on every request: a test may patch one at any time) is plain.
 _URI_ATTRIBUTES = ("build_absolute_uri", "_current_scheme_host", "get_host", "_get_raw_host",
                    "get_port", "get_full_path", "_get_full_path", "scheme")
-_plain_classes: dict[type, bool] = {}
+(_BUILD, _SCHEME_HOST, _GET_HOST, _RAW_HOST, _PORT, _FULL_PATH, _FULL_PATH_OF,
+ _SCHEME) = (getattr(HttpRequest, name) for name in _URI_ATTRIBUTES)
 _MEMO_LIMIT = 4096
-_url_hashes: dict[tuple[str, str, str, str], str] = {}
+_url_hashes: dict[tuple[Any, ...], str] = {}
 
 
 def _md5_hex(text: str) -> str:
     return md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
 
 
-def _is_plain(cls: type) -> bool:
-    plain = _plain_classes.get(cls)
-    if plain is None:
-        plain = _plain_classes[cls] = all(
-            getattr(cls, name) is getattr(HttpRequest, name) for name in _URI_ATTRIBUTES)
-    return plain
+def _is_plain(cls: type[HttpRequest]) -> bool:
+    return (
+        cls.build_absolute_uri is _BUILD
+        and cls._current_scheme_host is _SCHEME_HOST
+        and cls.get_host is _GET_HOST
+        and cls._get_raw_host is _RAW_HOST
+        and cls.get_port is _PORT
+        and cls.get_full_path is _FULL_PATH
+        and cls._get_full_path is _FULL_PATH_OF
+        and cls.scheme is _SCHEME
+    )
 
 
 def url_hash(request: HttpRequest) -> str:
     """The md5 hex digest of ``request.build_absolute_uri()``, as Django's keys hash it."""
-    if "_current_scheme_host" in request.__dict__ or not _is_plain(type(request)):
+    state = request.__dict__
+    if "_current_scheme_host" in state or not _is_plain(type(request)):
         return _md5_hex(request.build_absolute_uri())
-    meta = request.META
-    key = (request.scheme, request._get_raw_host(), request.path, meta.get("QUERY_STRING", ""))
-    try:
-        return _url_hashes[key]
-    except KeyError:
-        pass
+    scheme, host = request.scheme, request._get_raw_host()
+    key = (scheme, host, request.path, request.META.get("QUERY_STRING", ""), settings.DEBUG,
+           tuple(settings.ALLOWED_HOSTS))
+    digest = _url_hashes.get(key)
+    if digest is not None:
+        # What build_absolute_uri() caches: get_host() returns the raw host it accepts.
+        state["_current_scheme_host"] = f"{scheme}://{host}"
+        return digest
     digest = _md5_hex(request.build_absolute_uri())  # checks the host, as Django does
     if len(_url_hashes) >= _MEMO_LIMIT:
         _url_hashes.clear()
     _url_hashes[key] = digest
     return digest
-
-
-def _forget_urls(**kwargs: Any) -> None:
-    _url_hashes.clear()
-
-
-setting_changed.connect(_forget_urls, dispatch_uid="django_nativecache.pagekeys.urls")
 
 
 def i18n_suffix(request: HttpRequest) -> str:
@@ -135,7 +140,7 @@ class _ProbeRequest(HttpRequest):
 def _probe() -> bytes | None:
     request = _ProbeRequest()
     request.META = {"HTTP_ACCEPT": "text/html", "HTTP_COOKIE": ""}
-    request.LANGUAGE_CODE = "probe"  # type: ignore[attr-defined]
+    request.LANGUAGE_CODE = "probe"
     headers = ["HTTP_ACCEPT", "HTTP_COOKIE", "HTTP_X_ABSENT"]
     want_header = django_cache._generate_cache_header_key("pre.fix", request)
     want_page = django_cache._generate_cache_key(request, "GET", headers, "pre.fix")

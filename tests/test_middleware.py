@@ -234,6 +234,53 @@ def test_url_memo_keeps_refusing_hosts_and_follows_settings() -> None:
             pagekeys.url_hash(factory.get("/h/", HTTP_HOST="good.example"))
 
 
+def test_url_memo_follows_settings_changed_without_a_signal() -> None:
+    """Django's test runner assigns settings and a site may edit ALLOWED_HOSTS in place:
+    no setting_changed is sent, and the host check must still be Django's."""
+    from django.conf import settings
+
+    factory = RequestFactory()
+    with override_settings(ALLOWED_HOSTS=["good.example"], DEBUG=False):
+        pagekeys.url_hash(factory.get("/s/", HTTP_HOST="good.example"))  # memoised
+        settings.ALLOWED_HOSTS = ["new.example"]
+        with pytest.raises(DisallowedHost):
+            factory.get("/s/", HTTP_HOST="good.example").build_absolute_uri()  # Django
+        with pytest.raises(DisallowedHost):
+            pagekeys.url_hash(factory.get("/s/", HTTP_HOST="good.example"))
+        settings.ALLOWED_HOSTS.append("good.example")
+        pagekeys.url_hash(factory.get("/s/", HTTP_HOST="good.example"))
+        settings.ALLOWED_HOSTS.remove("good.example")
+        with pytest.raises(DisallowedHost):
+            pagekeys.url_hash(factory.get("/s/", HTTP_HOST="good.example"))
+    with override_settings(ALLOWED_HOSTS=[], DEBUG=True):
+        pagekeys.url_hash(factory.get("/s/", HTTP_HOST="localhost"))  # DEBUG's defaults
+        settings.DEBUG = False
+        with pytest.raises(DisallowedHost):
+            pagekeys.url_hash(factory.get("/s/", HTTP_HOST="localhost"))
+
+
+def test_url_memo_leaves_the_request_as_django_does() -> None:
+    factory = RequestFactory()
+    pagekeys.url_hash(factory.get("/r/"))
+    ours, django = factory.get("/r/"), factory.get("/r/")
+    pagekeys.url_hash(ours)  # from the memo
+    django.build_absolute_uri()
+    assert ours.__dict__["_current_scheme_host"] == django.__dict__["_current_scheme_host"]
+    # A view that now changes the Host header gets the URI Django would give it.
+    ours.META["HTTP_HOST"] = django.META["HTTP_HOST"] = "elsewhere.example"
+    assert ours.build_absolute_uri() == django.build_absolute_uri() == "http://testserver/r/"
+
+
+def test_url_memo_obeys_a_uri_method_patched_after_it_learned_the_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    factory = RequestFactory()
+    pagekeys.url_hash(factory.get("/p/"))
+    pagekeys.url_hash(factory.get("/p/"))  # the class is known and the URL memoised
+    monkeypatch.setattr(HttpRequest, "get_host", lambda self: "patched.example")
+    assert pagekeys.url_hash(factory.get("/p/")) == pagekeys._md5_hex("http://patched.example/p/")
+
+
 def test_url_memo_is_bounded_and_skips_requests_that_change_the_uri(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
