@@ -95,18 +95,18 @@ _DECODED_LIMIT = 1024  # responses per process
 _DECODED_BYTES = 16 << 20  # content bytes per process
 _decoded: dict[str, _Decoded] = {}
 _decoded_bytes = [0]
-_stampable: dict[type, bool] = {}
+_NATIVE_GET, _NATIVE_STAMPED = NativeCache.get, NativeCache.get_stamped
 
 
-def _is_stampable(cls: type) -> bool:
-    """Whether the cache class's ``get`` and ``get_stamped`` are this package's own."""
-    ok = _stampable.get(cls)
-    if ok is None:
-        ok = _stampable[cls] = (
-            getattr(cls, "get_stamped", None) is NativeCache.get_stamped
-            and getattr(cls, "get", None) is NativeCache.get
-        )
-    return ok
+def _is_stampable(cache: Any) -> bool:
+    """Whether ``cache.get`` and ``cache.get_stamped`` are this package's own, on the class
+    and not replaced on the instance (a wrapper there, such as a debugging panel's or a
+    test's mock, must see every lookup): checked on every request."""
+    cls = type(cache)
+    if cls.get is not _NATIVE_GET or getattr(cls, "get_stamped", None) is not _NATIVE_STAMPED:
+        return False
+    state = getattr(cache, "__dict__", {})
+    return "get" not in state and "get_stamped" not in state
 
 
 def _shareable(value: Any) -> bool:
@@ -169,7 +169,7 @@ def _copy(entry: _Decoded) -> HttpResponse:
 
 def _cached_page(cache: Any, key: str) -> HttpResponseBase | None:
     """``cache.get(key)`` with the ``Age`` of a hit set, as Django's ``process_request``."""
-    if not _is_stampable(type(cache)):
+    if not _is_stampable(cache):
         response = cache.get(key)
         return None if response is None else _aged(response)
     known = _decoded.get(key)

@@ -388,3 +388,32 @@ def test_stamps_from_the_store(page_cache: Any) -> None:
     page_cache.set("k", [3])
     changed, value, _, cas2 = page_cache.get_stamped("k", epoch, cas)
     assert changed and value == [3] and cas2 != cas
+
+
+def test_a_get_wrapped_on_the_instance_or_patched_on_the_class_sees_every_lookup(
+    page_cache: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a debugging panel or a test's mock wraps ``cache.get``: Django's middleware asks
+    it for the header list and the page, so ours must too, memo or not."""
+    _serve(native_middleware, _get("/wrapped/", "who=ann"))
+    assert _hit("/wrapped/") is not None  # decoded once: the memo holds the page
+    seen: list[str] = []
+    unwrapped = page_cache.get
+
+    def traced(key: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(key)
+        return unwrapped(key, *args, **kwargs)
+
+    page_cache.get = traced
+    try:
+        hit = _hit("/wrapped/")
+    finally:
+        del page_cache.get
+    assert hit is not None and hit["Age"] == "0"
+    assert [k.split(".")[3] for k in seen] == ["cache_header", "cache_page"]
+
+    seen.clear()
+    cls = type(page_cache)
+    monkeypatch.setattr(cls, "get", lambda self, key, *a, **kw: traced(key, *a, **kw))
+    assert _hit("/wrapped/") is not None
+    assert [k.split(".")[3] for k in seen] == ["cache_header", "cache_page"]
