@@ -13,7 +13,6 @@ namespace {
 
 using nativecache::shm::init_robust_mutex;
 using nativecache::shm::LockResult;
-using nativecache::shm::mark_consistent;
 using nativecache::shm::set_wait_hooks;
 using nativecache::shm::unlock;
 using nativecache::shm::WaitHooks;
@@ -42,15 +41,33 @@ class RobustMutex : public ::testing::Test {
 };
 
 struct HookCount {
-  static inline std::atomic<int> begins{0}, ends{0}, mismatched{0};
+  static inline std::atomic<int> begins{0}, ends{0}, mismatched{0}, held_at_end{0};
+  static inline pthread_mutex_t* watched = nullptr;
+  static void reset(pthread_mutex_t* m) {
+    begins = ends = mismatched = held_at_end = 0;
+    watched = m;
+  }
   static void* begin() {
     ++begins;
     return &begins;
   }
+  // The end hook takes the interpreter back: the lock must not be held by then. A
+  // non-recursive mutex the caller holds makes trylock fail with EBUSY.
   static void end(void* token) {
     if (token != &begins) ++mismatched;
+    if (watched != nullptr) {
+      if (pthread_mutex_trylock(watched) == 0) {
+        pthread_mutex_unlock(watched);
+      } else {
+        ++held_at_end;
+      }
+    }
     ++ends;
   }
+};
+
+struct RepairCount {
+  static void count(void* ctx) noexcept { ++*static_cast<int*>(ctx); }
 };
 
 TEST_F(RobustMutex, AcquireAndRelease) {
@@ -61,7 +78,7 @@ TEST_F(RobustMutex, AcquireAndRelease) {
 }
 
 TEST_F(RobustMutex, WaitsForTheHolderWithHooksAround) {
-  HookCount::begins = HookCount::ends = HookCount::mismatched = 0;
+  HookCount::reset(m_);
   set_wait_hooks({HookCount::begin, HookCount::end});
   // Uncontended: no wait, so no hooks.
   ASSERT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
@@ -95,13 +112,15 @@ TEST_F(RobustMutex, WaitsForTheHolderWithHooksAround) {
   EXPECT_EQ(HookCount::begins.load(), 1);
   EXPECT_EQ(HookCount::ends.load(), 1);
   EXPECT_EQ(HookCount::mismatched.load(), 0);
+  EXPECT_EQ(HookCount::held_at_end.load(), 0) << "the end hook ran with the lock held";
 }
 
 TEST_F(RobustMutex, DeadOwnerIsReportedOnceThenRepaired) {
   orphan();
-  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kOwnerDied);
-  mark_consistent(m_);
-  unlock(m_);
+  int repairs = 0;
+  EXPECT_EQ(nativecache::shm::lock(m_, {RepairCount::count, &repairs}), LockResult::kOwnerDied);
+  EXPECT_EQ(repairs, 1);
+  unlock(m_);  // lock() made it consistent
   EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
   unlock(m_);
   // Other processes see an ordinary mutex again.
@@ -115,12 +134,15 @@ TEST_F(RobustMutex, DeadOwnerIsReportedOnceThenRepaired) {
             0);
 }
 
-TEST_F(RobustMutex, OwnerKilledWhileWaiting) {
+// A child holds the lock until killed; a thread here waits for it (with the wait hooks
+// set or not). The waiter gets kOwnerDied, the repair ran once, and the lock is an
+// ordinary one again, here and in other processes.
+void waiter_outlives_a_killed_owner(pthread_mutex_t* m) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   pid_t pid = ::fork();
   if (pid == 0) {
-    if (pthread_mutex_lock(m_) != 0) ::_exit(1);
+    if (pthread_mutex_lock(m) != 0) ::_exit(1);
     char c = 'L';
     if (::write(fds[1], &c, 1) != 1) ::_exit(2);
     for (;;) ::pause();
@@ -131,15 +153,41 @@ TEST_F(RobustMutex, OwnerKilledWhileWaiting) {
   ::close(fds[0]);
   ::close(fds[1]);
   std::atomic<int> result{-1};
-  std::thread waiter([&] { result = static_cast<int>(nativecache::shm::lock(m_)); });
+  int repairs = 0;
+  std::thread waiter([&] {
+    LockResult r = nativecache::shm::lock(m, {RepairCount::count, &repairs});
+    result = static_cast<int>(r);
+    if (r != LockResult::kUnrecoverable) unlock(m);  // the holding thread lets it go
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(result.load(), -1) << "acquired a lock held by a live process";
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
   waiter.join();
   EXPECT_EQ(result.load(), static_cast<int>(LockResult::kOwnerDied));
-  mark_consistent(m_);
-  unlock(m_);
+  EXPECT_EQ(repairs, 1);
+  EXPECT_EQ(nativecache::shm::lock(m), LockResult::kAcquired);
+  unlock(m);
+  EXPECT_EQ(run_in_child(
+                [&] {
+                  if (nativecache::shm::lock(m) != LockResult::kAcquired) return 1;
+                  unlock(m);
+                  return 0;
+                },
+                5000),
+            0);
+}
+
+TEST_F(RobustMutex, OwnerKilledWhileWaiting) { waiter_outlives_a_killed_owner(m_); }
+
+// With hooks (the binding's case) the repair runs without the interpreter, and the lock
+// is let go before the end hook takes the interpreter back, then taken again.
+TEST_F(RobustMutex, OwnerKilledWhileWaitingWithHooks) {
+  HookCount::reset(m_);
+  set_wait_hooks({HookCount::begin, HookCount::end});
+  waiter_outlives_a_killed_owner(m_);
+  EXPECT_EQ(HookCount::begins.load(), 1);
+  EXPECT_EQ(HookCount::held_at_end.load(), 0) << "the end hook ran with the lock held";
 }
 
 TEST_F(RobustMutex, UnrecoverableIsReportedAndNeverHangs) {

@@ -8,12 +8,6 @@ namespace nativecache::shm {
 namespace {
 WaitHooks g_hooks{};
 
-LockResult classify(int rc) noexcept {
-  if (rc == 0) return LockResult::kAcquired;
-  if (rc == EOWNERDEAD) return LockResult::kOwnerDied;
-  return LockResult::kUnrecoverable;
-}
-
 // One attempt that never blocks: 0, EOWNERDEAD, ENOTRECOVERABLE, or ETIMEDOUT when held.
 // Not pthread_mutex_trylock: on a robust mutex that is not recoverable, glibc's trylock
 // (2.36 here) returns ENOTRECOVERABLE yet leaves the lock word owned by the caller, so
@@ -44,22 +38,51 @@ bool init_robust_mutex(pthread_mutex_t* m) noexcept {
   return ok;
 }
 
-LockResult lock(pthread_mutex_t* m) noexcept {
-  for (int spin = 0; spin < 128; ++spin) {
-    int rc = lock_now(m);
-    if (rc != ETIMEDOUT) return classify(rc);
-    cpu_relax();
-  }
-  // Held by someone else for longer than a critical section should take: wait
-  // without holding the interpreter. The shard lock is held when the hook's end runs,
-  // and no other shard lock is ever taken while waiting for it, so this cannot deadlock.
-  void* token = g_hooks.begin ? g_hooks.begin() : nullptr;
-  int rc = pthread_mutex_lock(m);
-  if (g_hooks.end) g_hooks.end(token);
-  return classify(rc);
-}
+namespace {
+// rc from a lock attempt that may have taken the lock: kAcquired or kOwnerDied holding
+// it (repaired and consistent), kUnrecoverable not holding it, kTimedOut for ETIMEDOUT.
+enum class Attempt { kAcquired, kOwnerDied, kUnrecoverable, kTimedOut };
 
-void mark_consistent(pthread_mutex_t* m) noexcept { pthread_mutex_consistent(m); }
+Attempt settle(pthread_mutex_t* m, int rc, Repair repair) noexcept {
+  if (rc == 0) return Attempt::kAcquired;
+  if (rc == ETIMEDOUT) return Attempt::kTimedOut;
+  if (rc != EOWNERDEAD) return Attempt::kUnrecoverable;
+  if (repair.fn != nullptr) repair.fn(repair.ctx);
+  pthread_mutex_consistent(m);
+  return Attempt::kOwnerDied;
+}
+}  // namespace
+
+LockResult lock(pthread_mutex_t* m, Repair repair) noexcept {
+  bool died = false;
+  for (;;) {
+    for (int spin = 0; spin < 128; ++spin) {
+      switch (settle(m, lock_now(m), repair)) {
+        case Attempt::kAcquired:
+          return died ? LockResult::kOwnerDied : LockResult::kAcquired;
+        case Attempt::kOwnerDied:
+          return LockResult::kOwnerDied;
+        case Attempt::kUnrecoverable:
+          return LockResult::kUnrecoverable;
+        case Attempt::kTimedOut:
+          break;
+      }
+      cpu_relax();
+    }
+    // Held by someone else for longer than a critical section should take: wait
+    // without holding the interpreter.
+    void* token = g_hooks.begin ? g_hooks.begin() : nullptr;
+    Attempt a = settle(m, pthread_mutex_lock(m), repair);
+    died = died || a == Attempt::kOwnerDied;
+    if (a == Attempt::kUnrecoverable) {
+      if (g_hooks.end) g_hooks.end(token);
+      return LockResult::kUnrecoverable;
+    }
+    if (!g_hooks.end) return died ? LockResult::kOwnerDied : LockResult::kAcquired;
+    unlock(m);
+    g_hooks.end(token);
+  }
+}
 
 void unlock(pthread_mutex_t* m) noexcept { pthread_mutex_unlock(m); }
 

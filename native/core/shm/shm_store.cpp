@@ -30,14 +30,10 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 class ShmStore::ShardLock {
  public:
   ShardLock(Mapping& m, ShardView& v) noexcept : v_(v) {
-    LockResult r = lock(&v.header().mutex);
-    if (r == LockResult::kUnrecoverable) {
+    Torn torn{&m, &v};
+    if (lock(&v.header().mutex, {&ShardLock::repair, &torn}) == LockResult::kUnrecoverable) {
       m.seg->retire();
       return;
-    }
-    if (r == LockResult::kOwnerDied) {
-      if (v.header().dirty != 0) recover(m, v);
-      mark_consistent(&v.header().mutex);
     }
     held_ = true;
     set_dirty(v.header(), 1);
@@ -52,6 +48,16 @@ class ShmStore::ShardLock {
   [[nodiscard]] bool held() const noexcept { return held_; }
 
  private:
+  struct Torn {
+    Mapping* m;
+    ShardView* v;
+  };
+  // The last owner died holding the lock: a shard it left dirty is reset.
+  static void repair(void* ctx) noexcept {
+    auto* t = static_cast<Torn*>(ctx);
+    if (t->v->header().dirty != 0) recover(*t->m, *t->v);
+  }
+
   ShardView& v_;
   bool held_ = false;
 };
