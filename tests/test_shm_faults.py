@@ -94,12 +94,18 @@ def test_process_killed_holding_a_shard_lock(location):
     os.close(write_fd)
 
 
+def _mutex_at(path: str, offset: int) -> tuple[mmap.mmap, ctypes.c_void_p]:
+    """The shard mutex at ``offset`` of the segment file, for pthread calls through ctypes
+    (the mapping must outlive its use)."""
+    with open(path, "r+b") as f:
+        region = mmap.mmap(f.fileno(), 0)
+    return region, ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(region)) + offset)
+
+
 def _lock_then_release(path: str, offset: int, fd: int, release_fd: int) -> None:
     """Takes the shard mutex at ``offset`` of the segment file as a plain pthread mutex,
     writes one byte to ``fd``, and releases it when a byte arrives on ``release_fd``."""
-    with open(path, "r+b") as f:
-        region = mmap.mmap(f.fileno(), 0)
-    mutex = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(region)) + offset)
+    _region, mutex = _mutex_at(path, offset)
     libc = ctypes.CDLL(None)
     assert libc.pthread_mutex_lock(mutex) == 0
     os.write(fd, b"L")
@@ -155,6 +161,110 @@ def test_reader_waiting_while_the_segment_is_recreated_reads_the_old_one(read):
             os.close(fd)
     finally:
         cache.delete_segment()
+
+
+def _lock_in_bursts(path: str, offset: int, fd: int, stop_fd: int) -> None:
+    """Holds the shard mutex 3 ms at a time with 0.3 ms free between, until told to stop."""
+    _region, mutex = _mutex_at(path, offset)
+    libc = ctypes.CDLL(None)
+    os.write(fd, b"S")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not select.select([stop_fd], [], [], 0)[0]:
+        assert libc.pthread_mutex_lock(mutex) == 0
+        until = time.monotonic() + 0.003
+        while time.monotonic() < until:
+            pass
+        libc.pthread_mutex_unlock(mutex)
+        until = time.monotonic() + 0.0003
+        while time.monotonic() < until:
+            pass
+    os._exit(0)
+
+
+def test_a_waiter_gets_through_a_lock_another_process_takes_in_bursts():
+    """After waiting for a shard lock the reader keeps it: it takes the GIL back (which a
+    busy Python thread here can delay by a switch interval) only after letting it go, so
+    the holder's next burst cannot send it back to wait, again and again."""
+    location = shmutil.unique_location("bursts")
+    cache = shmutil.build(location, SHARDS=1)
+    try:
+        cache.set("page", "x")
+        ctx = mp.get_context("fork")
+        started_r, started_w = os.pipe()
+        stop_r, stop_w = os.pipe()
+        holder = ctx.Process(target=_lock_in_bursts, args=(
+            _segment_path(cache), cache._store._layout()["shards_offset"], started_w, stop_r))
+        holder.start()
+        assert select.select([started_r], [], [], 30)[0], "the holder never started"
+        busy = True
+
+        def spin() -> None:
+            while busy:
+                pass
+
+        spinner = threading.Thread(target=spin, daemon=True)
+        spinner.start()
+        try:
+            waits = []
+            for _ in range(30):
+                began = time.monotonic()
+                assert cache.get("page") == "x"
+                waits.append(time.monotonic() - began)
+        finally:
+            busy = False
+            os.write(stop_w, b"x")
+            holder.join(30)
+            spinner.join(30)
+        assert max(waits) < 1.0, f"a get waited {max(waits):.2f} s for a lock free every 3 ms"
+        for fd in (started_r, started_w, stop_r, stop_w):
+            os.close(fd)
+    finally:
+        cache.delete_segment()
+
+
+_SHUTDOWN_WAITER = """
+import builtins, ctypes, mmap, os, sys, threading, time
+from tests import shmutil
+from tests.test_shm_faults import _mutex_at
+cache = shmutil.build(shmutil.unique_location("shutdown"), SHARDS=1)
+cache.set("page", "x")
+layout = cache._store._layout()
+locked_r, locked_w = os.pipe()
+release_r, release_w = os.pipe()
+if os.fork() == 0:
+    region, mutex = _mutex_at("/dev/shm/" + cache.segment, layout["shards_offset"])
+    libc = ctypes.CDLL(None)
+    libc.pthread_mutex_lock(mutex)
+    os.write(locked_w, b"L")
+    os.read(release_r, 1)
+    libc.pthread_mutex_unlock(mutex)
+    os._exit(0)
+os.read(locked_r, 1)
+threading.Thread(target=lambda: cache.get("page"), daemon=True).start()
+time.sleep(0.3)  # the daemon thread now waits for the lock, without the GIL
+
+class ReleaseAtShutdown:
+    def __del__(self):  # runs while the interpreter shuts down, daemon threads stopped
+        os.write(release_w, b"U")
+        time.sleep(0.3)
+        os.unlink("/dev/shm/" + cache.segment)
+        print("released", flush=True)
+
+builtins._release_at_shutdown = ReleaseAtShutdown()
+"""
+
+
+def test_a_daemon_thread_waiting_for_a_lock_at_shutdown_lets_the_process_exit():
+    """CPython ends a daemon thread that wants the GIL after shutdown began with
+    pthread_exit; from inside the extension that would abort the process."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _SHUTDOWN_WAITER], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "released" in proc.stdout and "terminate" not in proc.stderr
 
 
 def test_wrong_magic_is_recreated_not_read(location):

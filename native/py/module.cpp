@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "core/dummy_store.hpp"
 #include "core/file_store.hpp"
 #include "core/memcached_client.hpp"
@@ -21,7 +23,21 @@ ModuleState* state_of(PyObject* module) noexcept {
 namespace {
 
 void* release_gil() { return PyEval_SaveThread(); }
-void restore_gil(void* token) { PyEval_RestoreThread(static_cast<PyThreadState*>(token)); }
+// Runs once a wait for a shard lock is over and the lock let go. A daemon thread whose
+// wait outlasted the interpreter would be ended by PyEval_RestoreThread with
+// pthread_exit, an unwind that cannot cross the core's noexcept frames (std::terminate):
+// it holds no lock and the process is exiting, so it is parked instead.
+void restore_gil(void* token) {
+#if PY_VERSION_HEX >= 0x030D0000
+  const bool finalizing = Py_IsFinalizing() != 0;
+#else
+  const bool finalizing = _Py_IsFinalizing() != 0;
+#endif
+  if (finalizing) {
+    for (;;) ::pause();
+  }
+  PyEval_RestoreThread(static_cast<PyThreadState*>(token));
+}
 
 PyObject* import_attr(const char* module, const char* name) {
   Ref m(PyImport_ImportModule(module));

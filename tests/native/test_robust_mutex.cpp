@@ -15,6 +15,7 @@ using nativecache::shm::init_robust_mutex;
 using nativecache::shm::LockResult;
 using nativecache::shm::set_wait_hooks;
 using nativecache::shm::unlock;
+using nativecache::shm::Waited;
 using nativecache::shm::WaitHooks;
 using nctest::run_in_child;
 using Clock = std::chrono::steady_clock;
@@ -66,14 +67,20 @@ struct HookCount {
   }
 };
 
+// lock() for the tests that set no wait hooks, so nothing is left to resume.
+LockResult take(pthread_mutex_t* m, nativecache::shm::Repair repair = {}) {
+  Waited wait;
+  return nativecache::shm::lock(m, wait, repair);
+}
+
 struct RepairCount {
   static void count(void* ctx) noexcept { ++*static_cast<int*>(ctx); }
 };
 
 TEST_F(RobustMutex, AcquireAndRelease) {
-  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  EXPECT_EQ(take(m_), LockResult::kAcquired);
   unlock(m_);
-  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  EXPECT_EQ(take(m_), LockResult::kAcquired);
   unlock(m_);
 }
 
@@ -81,7 +88,7 @@ TEST_F(RobustMutex, WaitsForTheHolderWithHooksAround) {
   HookCount::reset(m_);
   set_wait_hooks({HookCount::begin, HookCount::end});
   // Uncontended: no wait, so no hooks.
-  ASSERT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  ASSERT_EQ(take(m_), LockResult::kAcquired);
   unlock(m_);
   EXPECT_EQ(HookCount::begins.load(), 0);
 
@@ -100,9 +107,11 @@ TEST_F(RobustMutex, WaitsForTheHolderWithHooksAround) {
   char c = 0;
   ASSERT_EQ(::read(fds[0], &c, 1), 1);
   auto t0 = Clock::now();
-  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  Waited wait;
+  EXPECT_EQ(nativecache::shm::lock(m_, wait), LockResult::kAcquired);
   auto waited = Clock::now() - t0;
   unlock(m_);
+  wait.resume();  // the interpreter is taken back with the lock let go
   int status = 0;
   ::waitpid(pid, &status, 0);
   ::close(fds[0]);
@@ -118,15 +127,15 @@ TEST_F(RobustMutex, WaitsForTheHolderWithHooksAround) {
 TEST_F(RobustMutex, DeadOwnerIsReportedOnceThenRepaired) {
   orphan();
   int repairs = 0;
-  EXPECT_EQ(nativecache::shm::lock(m_, {RepairCount::count, &repairs}), LockResult::kOwnerDied);
+  EXPECT_EQ(take(m_, {RepairCount::count, &repairs}), LockResult::kOwnerDied);
   EXPECT_EQ(repairs, 1);
   unlock(m_);  // lock() made it consistent
-  EXPECT_EQ(nativecache::shm::lock(m_), LockResult::kAcquired);
+  EXPECT_EQ(take(m_), LockResult::kAcquired);
   unlock(m_);
   // Other processes see an ordinary mutex again.
   EXPECT_EQ(run_in_child(
                 [&] {
-                  if (nativecache::shm::lock(m_) != LockResult::kAcquired) return 1;
+                  if (take(m_) != LockResult::kAcquired) return 1;
                   unlock(m_);
                   return 0;
                 },
@@ -155,9 +164,11 @@ void waiter_outlives_a_killed_owner(pthread_mutex_t* m) {
   std::atomic<int> result{-1};
   int repairs = 0;
   std::thread waiter([&] {
-    LockResult r = nativecache::shm::lock(m, {RepairCount::count, &repairs});
+    Waited wait;
+    LockResult r = nativecache::shm::lock(m, wait, {RepairCount::count, &repairs});
     result = static_cast<int>(r);
     if (r != LockResult::kUnrecoverable) unlock(m);  // the holding thread lets it go
+    wait.resume();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(result.load(), -1) << "acquired a lock held by a live process";
@@ -166,11 +177,11 @@ void waiter_outlives_a_killed_owner(pthread_mutex_t* m) {
   waiter.join();
   EXPECT_EQ(result.load(), static_cast<int>(LockResult::kOwnerDied));
   EXPECT_EQ(repairs, 1);
-  EXPECT_EQ(nativecache::shm::lock(m), LockResult::kAcquired);
+  EXPECT_EQ(take(m), LockResult::kAcquired);
   unlock(m);
   EXPECT_EQ(run_in_child(
                 [&] {
-                  if (nativecache::shm::lock(m) != LockResult::kAcquired) return 1;
+                  if (take(m) != LockResult::kAcquired) return 1;
                   unlock(m);
                   return 0;
                 },
@@ -180,8 +191,8 @@ void waiter_outlives_a_killed_owner(pthread_mutex_t* m) {
 
 TEST_F(RobustMutex, OwnerKilledWhileWaiting) { waiter_outlives_a_killed_owner(m_); }
 
-// With hooks (the binding's case) the repair runs without the interpreter, and the lock
-// is let go before the end hook takes the interpreter back, then taken again.
+// With hooks (the binding's case) the repair runs without the interpreter, and the end
+// hook takes the interpreter back only after the holder has let the lock go.
 TEST_F(RobustMutex, OwnerKilledWhileWaitingWithHooks) {
   HookCount::reset(m_);
   set_wait_hooks({HookCount::begin, HookCount::end});
@@ -199,7 +210,7 @@ TEST_F(RobustMutex, UnrecoverableIsReportedAndNeverHangs) {
   int rc = run_in_child(
       [&] {
         for (int i = 0; i < 3; ++i) {
-          if (nativecache::shm::lock(m_) != LockResult::kUnrecoverable) return 1;
+          if (take(m_) != LockResult::kUnrecoverable) return 1;
         }
         return 0;
       },
@@ -207,7 +218,7 @@ TEST_F(RobustMutex, UnrecoverableIsReportedAndNeverHangs) {
   EXPECT_EQ(rc, 0) << (rc == -1 ? "lock() hangs on an unrecoverable mutex" : "");
   for (int i = 0; i < 3; ++i) {
     rc = run_in_child(
-        [&] { return nativecache::shm::lock(m_) == LockResult::kUnrecoverable ? 0 : 1; }, 5000);
+        [&] { return take(m_) == LockResult::kUnrecoverable ? 0 : 1; }, 5000);
     EXPECT_EQ(rc, 0) << i << (rc == -1 ? ": hangs" : "");
   }
 }

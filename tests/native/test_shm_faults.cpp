@@ -540,7 +540,8 @@ TEST_F(Faults, UnrecoverableLockRetiresTheSegment) {
   // rather than left waiting on that lock for ever.
   int rc = run_in_child(
       [&] {
-        auto r = nativecache::shm::lock(&old.shard_header(0).mutex);
+        nativecache::shm::Waited wait;
+        auto r = nativecache::shm::lock(&old.shard_header(0).mutex, wait);
         return r == nativecache::shm::LockResult::kUnrecoverable ? 0 : 1;
       },
       5000);

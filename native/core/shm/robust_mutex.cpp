@@ -39,49 +39,35 @@ bool init_robust_mutex(pthread_mutex_t* m) noexcept {
 }
 
 namespace {
-// rc from a lock attempt that may have taken the lock: kAcquired or kOwnerDied holding
-// it (repaired and consistent), kUnrecoverable not holding it, kTimedOut for ETIMEDOUT.
-enum class Attempt { kAcquired, kOwnerDied, kUnrecoverable, kTimedOut };
-
-Attempt settle(pthread_mutex_t* m, int rc, Repair repair) noexcept {
-  if (rc == 0) return Attempt::kAcquired;
-  if (rc == ETIMEDOUT) return Attempt::kTimedOut;
-  if (rc != EOWNERDEAD) return Attempt::kUnrecoverable;
+// The answer to a lock attempt that did not time out.
+LockResult settle(pthread_mutex_t* m, int rc, Repair repair) noexcept {
+  if (rc == 0) return LockResult::kAcquired;
+  if (rc != EOWNERDEAD) return LockResult::kUnrecoverable;
   if (repair.fn != nullptr) repair.fn(repair.ctx);
   pthread_mutex_consistent(m);
-  return Attempt::kOwnerDied;
+  return LockResult::kOwnerDied;
 }
 }  // namespace
 
-LockResult lock(pthread_mutex_t* m, Repair repair) noexcept {
-  bool died = false;
-  for (;;) {
-    for (int spin = 0; spin < 128; ++spin) {
-      switch (settle(m, lock_now(m), repair)) {
-        case Attempt::kAcquired:
-          return died ? LockResult::kOwnerDied : LockResult::kAcquired;
-        case Attempt::kOwnerDied:
-          return LockResult::kOwnerDied;
-        case Attempt::kUnrecoverable:
-          return LockResult::kUnrecoverable;
-        case Attempt::kTimedOut:
-          break;
-      }
-      cpu_relax();
-    }
-    // Held by someone else for longer than a critical section should take: wait
-    // without holding the interpreter.
-    void* token = g_hooks.begin ? g_hooks.begin() : nullptr;
-    Attempt a = settle(m, pthread_mutex_lock(m), repair);
-    died = died || a == Attempt::kOwnerDied;
-    if (a == Attempt::kUnrecoverable) {
-      if (g_hooks.end) g_hooks.end(token);
-      return LockResult::kUnrecoverable;
-    }
-    if (!g_hooks.end) return died ? LockResult::kOwnerDied : LockResult::kAcquired;
-    unlock(m);
-    g_hooks.end(token);
+void Waited::resume() noexcept {
+  if (!pending_) return;
+  pending_ = false;
+  if (g_hooks.end) g_hooks.end(token_);
+}
+
+LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair) noexcept {
+  for (int spin = 0; spin < 128; ++spin) {
+    int rc = lock_now(m);
+    if (rc != ETIMEDOUT) return settle(m, rc, repair);
+    cpu_relax();
   }
+  // Held by someone else for longer than a critical section should take: wait
+  // without holding the interpreter (taken back by the caller, after unlocking).
+  if (g_hooks.begin && !waited.pending_) {
+    waited.token_ = g_hooks.begin();
+    waited.pending_ = true;
+  }
+  return settle(m, pthread_mutex_lock(m), repair);
 }
 
 void unlock(pthread_mutex_t* m) noexcept { pthread_mutex_unlock(m); }

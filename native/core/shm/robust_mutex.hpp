@@ -20,20 +20,36 @@ void set_wait_hooks(WaitHooks hooks) noexcept;
 bool init_robust_mutex(pthread_mutex_t* m) noexcept;
 
 // Repairs what a lock guards when its last owner died inside a critical section. Runs
-// with the lock held, before the lock is made consistent, and without the interpreter
-// when it comes at the end of a wait.
+// with the lock held, before the lock is made consistent (without the interpreter when
+// it comes at the end of a wait).
 struct Repair {
   void (*fn)(void* ctx) noexcept = nullptr;
   void* ctx = nullptr;
 };
 
-// Spins briefly, then waits with the hooks around the wait. Returns holding the lock:
-// kAcquired, or kOwnerDied when its last owner had died (repair ran, the lock is
-// consistent again); kUnrecoverable holding nothing. The hooks' end never runs while
-// this thread holds the lock (taking the interpreter back may wait for another thread,
-// and other processes would wait with it): a wait that ends holding the lock lets it
-// go, runs the end hook, and starts over.
-LockResult lock(pthread_mutex_t* m, Repair repair = {}) noexcept;
+// What a wait leaves to do. lock() releases the interpreter before it waits (the hooks'
+// begin); the caller takes it back with resume() only once it has let the lock go, so
+// the critical section after a wait runs without the interpreter (it never needs it),
+// and taking the interpreter back, which may wait for another thread, never keeps
+// other processes waiting for the lock.
+class Waited {
+ public:
+  Waited() = default;
+  Waited(const Waited&) = delete;
+  Waited& operator=(const Waited&) = delete;
+  ~Waited() { resume(); }
+  void resume() noexcept;  // the hooks' end, once, if a wait began
+
+ private:
+  friend LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair) noexcept;
+  void* token_ = nullptr;
+  bool pending_ = false;
+};
+
+// Spins briefly, then waits, with the hooks' begin before the wait. Returns holding the
+// lock: kAcquired, or kOwnerDied when its last owner had died (repair ran, the lock is
+// consistent again); kUnrecoverable holding nothing.
+LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair = {}) noexcept;
 void unlock(pthread_mutex_t* m) noexcept;
 
 }  // namespace nativecache::shm

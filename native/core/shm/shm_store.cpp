@@ -29,9 +29,12 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 // critical section, and marks the shard dirty while held.
 class ShmStore::ShardLock {
  public:
+  // After a wait, everything up to the end of the scope runs without the GIL: critical
+  // sections touch only shared memory, their mapping and the caller's buffers.
   ShardLock(Mapping& m, ShardView& v) noexcept : v_(v) {
     Torn torn{&m, &v};
-    if (lock(&v.header().mutex, {&ShardLock::repair, &torn}) == LockResult::kUnrecoverable) {
+    if (lock(&v.header().mutex, waited_, {&ShardLock::repair, &torn}) ==
+        LockResult::kUnrecoverable) {
       m.seg->retire();
       return;
     }
@@ -39,9 +42,11 @@ class ShmStore::ShardLock {
     set_dirty(v.header(), 1);
   }
   ~ShardLock() {
-    if (!held_) return;
-    set_dirty(v_.header(), 0);
-    unlock(&v_.header().mutex);
+    if (held_) {
+      set_dirty(v_.header(), 0);
+      unlock(&v_.header().mutex);
+    }
+    waited_.resume();  // the GIL is taken back only with the lock let go
   }
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
@@ -59,6 +64,7 @@ class ShmStore::ShardLock {
   }
 
   ShardView& v_;
+  Waited waited_;
   bool held_ = false;
 };
 
@@ -310,6 +316,9 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
   std::int64_t now = now_ms();
+  // The old value's copy while room is made: per call, since after a wait for the lock
+  // the critical section runs without the GIL, beside other threads of this process.
+  std::vector<std::byte> scratch;
   for (;;) {
     std::size_t grow_to = 0;
     {
@@ -337,11 +346,11 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
       }
       // The old record may move or be overwritten while room is made, so its value is
       // copied out first; the buffer only grows with no lock held.
-      if (concat_scratch_.size() >= old_len) {
+      if (scratch.size() >= old_len) {
         ++v.header().sets;
-        copy_bytes(concat_scratch_.data(), v.value_of(f.rec), old_len);
+        copy_bytes(scratch.data(), v.value_of(f.rec), old_len);
         std::int64_t expire = f.rec->expire;
-        std::span<const std::byte> old(concat_scratch_.data(), old_len);
+        std::span<const std::byte> old(scratch.data(), old_len);
         v.unlink(f.link, f.off);
         auto first = prepend ? data : old;
         auto second = prepend ? old : data;
@@ -356,7 +365,7 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
       }
       grow_to = old_len;
     }
-    concat_scratch_.resize(grow_to);
+    scratch.resize(grow_to);
   }
 }
 

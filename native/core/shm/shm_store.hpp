@@ -68,7 +68,6 @@ class ShmStore final : public Store {
   // Mappings replaced after a mismatch stay until the store goes: another thread may
   // still be waiting on one of their locks, holding one of their views.
   std::vector<std::unique_ptr<Mapping>> retired_;
-  std::vector<std::byte> concat_scratch_;
 };
 
 }  // namespace nativecache::shm
