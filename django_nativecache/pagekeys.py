@@ -42,11 +42,13 @@ _MISSING = object()
 _verdict: dict[str, Any] = {}
 
 # What build_absolute_uri() depends on: a request whose class has HttpRequest's own
-# (checked on every request: a test may patch one at any time) is plain.
+# (checked on every request: a test may patch one at any time) and that sets none on
+# itself is plain.
 _URI_ATTRIBUTES = ("build_absolute_uri", "_current_scheme_host", "get_host", "_get_raw_host",
                    "get_port", "get_full_path", "_get_full_path", "scheme")
 (_BUILD, _SCHEME_HOST, _GET_HOST, _RAW_HOST, _PORT, _FULL_PATH, _FULL_PATH_OF,
  _SCHEME) = (getattr(HttpRequest, name) for name in _URI_ATTRIBUTES)
+_URI_NAMES = frozenset(_URI_ATTRIBUTES)
 _MEMO_LIMIT = 4096
 _url_hashes: dict[tuple[Any, ...], str] = {}
 
@@ -71,7 +73,8 @@ def _is_plain(cls: type[HttpRequest]) -> bool:
 def url_hash(request: HttpRequest) -> str:
     """The md5 hex digest of ``request.build_absolute_uri()``, as Django's keys hash it."""
     state = request.__dict__
-    if "_current_scheme_host" in state or not _is_plain(type(request)):
+    # Already computed, or a URI method set on this very request: Django's own answer.
+    if not _URI_NAMES.isdisjoint(state) or not _is_plain(type(request)):
         return _md5_hex(request.build_absolute_uri())
     scheme, host = request.scheme, request._get_raw_host()
     key = (scheme, host, request.path, request.META.get("QUERY_STRING", ""), settings.DEBUG,

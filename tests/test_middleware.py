@@ -271,7 +271,7 @@ def test_url_memo_leaves_the_request_as_django_does() -> None:
     assert ours.build_absolute_uri() == django.build_absolute_uri() == "http://testserver/r/"
 
 
-def test_url_memo_obeys_a_uri_method_patched_after_it_learned_the_class(
+def test_url_memo_obeys_uri_methods_patched_on_the_class_or_set_on_the_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     factory = RequestFactory()
@@ -279,6 +279,19 @@ def test_url_memo_obeys_a_uri_method_patched_after_it_learned_the_class(
     pagekeys.url_hash(factory.get("/p/"))  # the class is known and the URL memoised
     monkeypatch.setattr(HttpRequest, "get_host", lambda self: "patched.example")
     assert pagekeys.url_hash(factory.get("/p/")) == pagekeys._md5_hex("http://patched.example/p/")
+    monkeypatch.undo()
+    # Set on one request only, as a middleware or a test may do.
+    request = factory.get("/p/")
+    request.get_host = lambda: "instance.example"  # type: ignore[method-assign]
+    assert pagekeys.url_hash(request) == pagekeys._md5_hex("http://instance.example/p/")
+    refused = factory.get("/p/")
+
+    def refuse() -> str:
+        raise DisallowedHost("no")
+
+    refused.get_host = refuse  # type: ignore[method-assign]
+    with pytest.raises(DisallowedHost):
+        pagekeys.url_hash(refused)
 
 
 def test_url_memo_is_bounded_and_skips_requests_that_change_the_uri(
