@@ -267,6 +267,41 @@ def test_a_daemon_thread_waiting_for_a_lock_at_shutdown_lets_the_process_exit():
     assert "released" in proc.stdout and "terminate" not in proc.stderr
 
 
+def test_creating_a_segment_lets_go_of_the_names_other_builds_gave_it():
+    """Builds that cannot read each other's segments name them apart, so in a rolling
+    deploy neither takes the segment from the other at every call. The first process of a
+    build to create its segment unlinks the other builds' names (and the untagged one of
+    older releases) for the same LOCATION; their processes keep what they mapped."""
+    location = shmutil.unique_location("builds")
+    name = shm.segment_name(location, shmutil.NAMESPACE)
+    tag = _native.SEGMENT_TAG
+    assert name.endswith("-" + tag)
+    base = name[: -len(tag) - 1]
+    others = [base, f"{base}-l1deadbeef", f"{base}-l9cafef00d"]
+    unrelated = f"{base[:-1]}{'1' if base[-1] == '0' else '0'}-l1deadbeef"  # another LOCATION
+    for other in [*others, unrelated]:
+        with open(f"/dev/shm/{other}", "wb") as f:
+            f.write(b"another build's segment")
+        open(f"/dev/shm/{other}.lock", "wb").close()
+    with open(f"/dev/shm/{others[1]}", "r+b") as f:
+        still_mapped = mmap.mmap(f.fileno(), 0)  # as a process of that build holds it
+    cache = shmutil.build(location, SHARDS=1)
+    try:
+        assert cache.segment == name
+        cache.set("k", "v")
+        assert cache.get("k") == "v"
+        for other in others:
+            assert not os.path.exists(f"/dev/shm/{other}"), other
+            assert not os.path.exists(f"/dev/shm/{other}.lock"), other
+        assert os.path.exists(f"/dev/shm/{unrelated}")
+        assert still_mapped[:7] == b"another"
+    finally:
+        still_mapped.close()
+        cache.delete_segment()
+        for path in (unrelated, f"{unrelated}.lock"):
+            os.unlink(f"/dev/shm/{path}")
+
+
 def test_wrong_magic_is_recreated_not_read(location):
     cache = shmutil.build(location, SHARDS=4)
     cache.set("k", "v")

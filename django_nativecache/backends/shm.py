@@ -40,7 +40,7 @@ _segments_lock = threading.Lock()
 
 
 def segment_name(location: str, namespace: str | None = None) -> str:
-    """The /dev/shm name for a LOCATION: distinct per user and per project."""
+    """The /dev/shm name for a LOCATION: distinct per user, per project and per build."""
     if namespace is None:
         try:
             namespace = str(settings.SECRET_KEY)
@@ -51,7 +51,8 @@ def segment_name(location: str, namespace: str | None = None) -> str:
         digest_size=12,
         person=b"nativecache-shm",
     ).hexdigest()
-    return f"dnc-{digest}"
+    # The build's tag: builds that cannot read each other's segments never share one.
+    return f"dnc-{digest}-{_native.SEGMENT_TAG}"
 
 
 def attach(name: str, options: dict[str, Any]) -> _native.Store:

@@ -228,6 +228,9 @@ int module_exec(PyObject* module) {
   if (PyModule_AddObjectRef(module, "Store", reinterpret_cast<PyObject*>(st->store_type)) < 0) {
     return -1;
   }
+  if (PyModule_AddStringConstant(module, "SEGMENT_TAG", shm::Segment::build_tag().c_str()) < 0) {
+    return -1;
+  }
   st->pickle_dumps = import_attr("pickle", "dumps");
   st->pickle_loads = import_attr("pickle", "loads");
   st->pickle_protocol = import_attr("pickle", "HIGHEST_PROTOCOL");

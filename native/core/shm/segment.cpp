@@ -2,13 +2,17 @@
 
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <fcntl.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <cstdio>
 #include <random>
+#include <string_view>
+#include <vector>
 
 #include "core/shm/robust_mutex.hpp"
 
@@ -94,6 +98,47 @@ Segment::Segment(bip::mapped_region region)
       base_(static_cast<std::byte*>(region_.get_address())),
       header_(reinterpret_cast<SegmentHeader*>(base_)) {}
 
+std::string Segment::build_tag() {
+  const std::uint64_t f = abi_fingerprint();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "l%u%08x", static_cast<unsigned>(kLayoutVersion),
+                static_cast<unsigned>((f >> 32) ^ (f & 0xFFFFFFFFu)));
+  return buf;
+}
+
+namespace {
+// Unlinks the names other builds (and untagged, older ones) gave the segment called
+// `name` here, and their lock files. Only names: a process still attached keeps its
+// mapping and never hears of it (nothing is marked retired), so it cannot take the name back.
+void let_go_of_other_builds(const std::string& name) {
+  const std::string suffix = "-" + Segment::build_tag();
+  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(),
+                                                   suffix) != 0) {
+    return;
+  }
+  const std::string base = name.substr(0, name.size() - suffix.size());
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) return;
+  std::vector<std::string> doomed;
+  while (dirent* e = ::readdir(dir)) {
+    std::string_view entry(e->d_name);
+    std::string_view stem = entry;
+    if (stem.ends_with(".lock")) stem.remove_suffix(5);
+    bool other = stem == base || (stem.size() > base.size() + 1 && stem.starts_with(base) &&
+                                  stem[base.size()] == '-' && stem != name);
+    if (other) doomed.emplace_back(entry);
+  }
+  ::closedir(dir);
+  for (const std::string& entry : doomed) {
+    const std::string path = "/dev/shm/" + entry;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) {
+      ::unlink(path.c_str());
+    }
+  }
+}
+}  // namespace
+
 Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
                      std::string& detail) {
   Geometry g;
@@ -155,6 +200,7 @@ Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
     }
   }
 
+  let_go_of_other_builds(opts.name);
   try {
     bip::permissions perms;
     perms.set_permissions(0600);

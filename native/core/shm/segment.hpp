@@ -31,6 +31,13 @@ class Segment {
                      std::string& detail);
   static Status unlink(const std::string& name, std::string& detail);
 
+  // What this build's segment names end with ("-l<layout version><fingerprint>"): builds
+  // that cannot read each other's segments never share one (they would take it from
+  // each other, back and forth, while both run, as in a rolling deploy). Creating a
+  // segment lets go of the names other builds gave the same LOCATION, and of the
+  // untagged name: their processes keep their mappings; the memory goes with the last.
+  static std::string build_tag();
+
   SegmentHeader* header() const noexcept { return header_; }
   std::byte* shard_base(std::uint32_t i) const noexcept {
     return base_ + header_->shards_offset + header_->shard_stride * i;
