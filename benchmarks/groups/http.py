@@ -483,34 +483,6 @@ def _met(r: float | None, least: float) -> str:
     return "n/a" if r is None else "yes" if round(r, 3) >= least else "no"
 
 
-def cold_lengths(warm: tuple[float, float], lost: tuple[float, float], least: float) -> str:
-    """The cold-run lengths T at which a cold ratio of at least ``least`` is expected.
-
-    A cold run of T seconds serves what the warm rate w serves in T − L seconds, L being
-    what its misses cost (``misses cost s``), so the ratio is wa(T − La) / (wb(T − Lb)):
-    at least ``least`` when T·d ≥ c, with d = wa − least·wb and c = wa·La − least·wb·Lb.
-    Only T longer than both L are meaningful."""
-    (wa, wb), (la, lb) = warm, lost
-    d, c = wa - least * wb, wa * la - least * wb * lb
-    floor = max(la, lb, 0.0)
-    if d == 0:
-        return "any" if c <= 0 else "none"
-    bound = c / d
-    if d > 0:
-        return "any" if bound <= floor else f"≥ {bound:.1f} s"
-    return "none" if bound <= floor else f"≤ {bound:.1f} s"
-
-
-def _cold_lengths_cell(res: Results, ours: str, peer: str, least: float, stat: str) -> str:
-    wa, wb = res.value("warm", ours, stat), res.value("warm", peer, stat)
-    la, lb = res.lost.get(ours), res.lost.get(peer)
-    if wa is None or wb is None or not la or not lb:
-        return "n/a"
-    # A cold run that served more than the warm runs lost nothing: noise, counted as 0.
-    lost = max(0.0, statistics.median(la)), max(0.0, statistics.median(lb))
-    return cold_lengths((wa, wb), lost, least)
-
-
 def _goal_rows(res: Results, stat: str) -> list[list[str]]:
     rows = []
     for ours, peer, least in GOALS:
@@ -518,7 +490,6 @@ def _goal_rows(res: Results, stat: str) -> list[list[str]]:
         for phase in PHASES:
             r = res.ratio(phase, ours, peer, stat)
             row += [_fmt(r), _met(r, least)]
-        row.append(_cold_lengths_cell(res, ours, peer, least, stat))
         rows.append(row)
     return rows
 
@@ -751,14 +722,10 @@ def run(ctx: Context) -> str:
         "runs under Django's), same run, cold and warm. Against "
         "LocMemCache only the cold run can show a difference by design (warm, both serve "
         "from memory inside the worker; cold, LocMemCache computes each page once per worker), "
-        "and it shrinks as the cold run gets longer. `cold met for runs of`: the cold-run "
-        "lengths at which the cold goal would be met, from the two subjects' warm requests/s "
-        "and `misses cost s` (a cold run of T s serves what T − `misses cost` s of warm "
-        "serving do); `any` or `none` when the length does not decide it. "
-        "`BENCH_HTTP_COLD_S` sets the cold run's length, to measure one of them.",
+        "and it shrinks as the cold run gets longer: cold ratios are a fact about the run's "
+        "length as much as about the caches (`BENCH_HTTP_COLD_S` sets it).",
         "",
-        md_table(["goal", "cold", "met", "warm", "met", "cold met for runs of"],
-                 _goal_rows(res, ctx.stat), "lrrrrr"),
+        md_table(["goal", "cold", "met", "warm", "met"], _goal_rows(res, ctx.stat), "lrrrr"),
     ]
     if res.value("warm", "zero-cost", ctx.stat) is not None:
         body += [
