@@ -1,5 +1,6 @@
 // The extension module django_nativecache._native: multi-phase init, module state,
 // and the functions that open stores.
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,7 +24,19 @@ ModuleState* state_of(PyObject* module) noexcept {
 namespace {
 
 void* release_gil() { return PyEval_SaveThread(); }
-// Runs once a wait for a shard lock is over and the lock let go. A daemon thread whose
+// The thread that ran the atexit handlers: the one finalizing the interpreter (CPython
+// runs them in Py_FinalizeEx before it marks the runtime as finalizing), which still runs
+// Python (finalizers, module teardown) and must never be parked.
+std::atomic<unsigned long> g_finalizer{0};
+
+PyObject* note_finalizer(PyObject*, PyObject*) {
+  g_finalizer.store(PyThread_get_thread_ident(), std::memory_order_relaxed);
+  Py_RETURN_NONE;
+}
+PyMethodDef k_note_finalizer = {"_note_finalizer", note_finalizer, METH_NOARGS,
+                                "records the thread that finalizes the interpreter"};
+
+// Runs once a wait for a shard lock is over and the lock let go. Another thread whose
 // wait outlasted the interpreter would be ended by PyEval_RestoreThread with
 // pthread_exit, an unwind that cannot cross the core's noexcept frames (std::terminate):
 // it holds no lock and the process is exiting, so it is parked instead.
@@ -33,10 +46,20 @@ void restore_gil(void* token) {
 #else
   const bool finalizing = _Py_IsFinalizing() != 0;
 #endif
-  if (finalizing) {
+  if (finalizing && PyThread_get_thread_ident() != g_finalizer.load(std::memory_order_relaxed)) {
     for (;;) ::pause();
   }
   PyEval_RestoreThread(static_cast<PyThreadState*>(token));
+}
+
+// atexit.register(_note_finalizer)
+bool register_finalizer_note() {
+  Ref atexit(PyImport_ImportModule("atexit"));
+  if (!atexit) return false;
+  Ref fn(PyCFunction_New(&k_note_finalizer, nullptr));
+  if (!fn) return false;
+  Ref done(PyObject_CallMethod(atexit.get(), "register", "O", fn.get()));
+  return static_cast<bool>(done);
 }
 
 PyObject* import_attr(const char* module, const char* name) {
@@ -251,6 +274,7 @@ int module_exec(PyObject* module) {
       !st->permission_error || !st->storage_full || !st->io_error) {
     return -1;
   }
+  if (!register_finalizer_note()) return -1;
   shm::set_wait_hooks({release_gil, restore_gil});
   return 0;
 }

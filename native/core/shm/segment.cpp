@@ -2,7 +2,6 @@
 
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <fcntl.h>
-#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,8 +10,6 @@
 #include <cstring>
 #include <cstdio>
 #include <random>
-#include <string_view>
-#include <vector>
 
 #include "core/shm/robust_mutex.hpp"
 
@@ -106,39 +103,6 @@ std::string Segment::build_tag() {
   return buf;
 }
 
-namespace {
-// Unlinks the names other builds (and untagged, older ones) gave the segment called
-// `name` here, and their lock files. Only names: a process still attached keeps its
-// mapping and never hears of it (nothing is marked retired), so it cannot take the name back.
-void let_go_of_other_builds(const std::string& name) {
-  const std::string suffix = "-" + Segment::build_tag();
-  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(),
-                                                   suffix) != 0) {
-    return;
-  }
-  const std::string base = name.substr(0, name.size() - suffix.size());
-  DIR* dir = ::opendir("/dev/shm");
-  if (dir == nullptr) return;
-  std::vector<std::string> doomed;
-  while (dirent* e = ::readdir(dir)) {
-    std::string_view entry(e->d_name);
-    std::string_view stem = entry;
-    if (stem.ends_with(".lock")) stem.remove_suffix(5);
-    bool other = stem == base || (stem.size() > base.size() + 1 && stem.starts_with(base) &&
-                                  stem[base.size()] == '-' && stem != name);
-    if (other) doomed.emplace_back(entry);
-  }
-  ::closedir(dir);
-  for (const std::string& entry : doomed) {
-    const std::string path = "/dev/shm/" + entry;
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) {
-      ::unlink(path.c_str());
-    }
-  }
-}
-}  // namespace
-
 Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
                      std::string& detail) {
   Geometry g;
@@ -200,7 +164,6 @@ Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
     }
   }
 
-  let_go_of_other_builds(opts.name);
   try {
     bip::permissions perms;
     perms.set_permissions(0600);

@@ -33,9 +33,9 @@ class Segment {
 
   // What this build's segment names end with ("-l<layout version><fingerprint>"): builds
   // that cannot read each other's segments never share one (they would take it from
-  // each other, back and forth, while both run, as in a rolling deploy). Creating a
-  // segment lets go of the names other builds gave the same LOCATION, and of the
-  // untagged name: their processes keep their mappings; the memory goes with the last.
+  // each other, back and forth, while both run, as in a rolling deploy). Another build's
+  // segment is left alone: unlinking its name would split that build's processes
+  // between the old segment and a new one made under the same name.
   static std::string build_tag();
 
   SegmentHeader* header() const noexcept { return header_; }
