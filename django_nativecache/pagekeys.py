@@ -143,7 +143,7 @@ class _ProbeRequest(HttpRequest):
 def _probe() -> bytes | None:
     request = _ProbeRequest()
     request.META = {"HTTP_ACCEPT": "text/html", "HTTP_COOKIE": ""}
-    request.LANGUAGE_CODE = "probe"
+    request.LANGUAGE_CODE = "probe"  # type: ignore[attr-defined]
     headers = ["HTTP_ACCEPT", "HTTP_COOKIE", "HTTP_X_ABSENT"]
     want_header = django_cache._generate_cache_header_key("pre.fix", request)
     want_page = django_cache._generate_cache_key(request, "GET", headers, "pre.fix")

@@ -73,6 +73,20 @@ LockResult take(pthread_mutex_t* m, nativecache::shm::Repair repair = {}) {
   return nativecache::shm::lock(m, wait, repair);
 }
 
+// After a repair, this process and others take and release the lock as any other.
+void expect_an_ordinary_lock(pthread_mutex_t* m) {
+  EXPECT_EQ(take(m), LockResult::kAcquired);
+  unlock(m);
+  EXPECT_EQ(run_in_child(
+                [&] {
+                  if (take(m) != LockResult::kAcquired) return 1;
+                  unlock(m);
+                  return 0;
+                },
+                5000),
+            0);
+}
+
 struct RepairCount {
   static void count(void* ctx) noexcept { ++*static_cast<int*>(ctx); }
 };
@@ -130,17 +144,7 @@ TEST_F(RobustMutex, DeadOwnerIsReportedOnceThenRepaired) {
   EXPECT_EQ(take(m_, {RepairCount::count, &repairs}), LockResult::kOwnerDied);
   EXPECT_EQ(repairs, 1);
   unlock(m_);  // lock() made it consistent
-  EXPECT_EQ(take(m_), LockResult::kAcquired);
-  unlock(m_);
-  // Other processes see an ordinary mutex again.
-  EXPECT_EQ(run_in_child(
-                [&] {
-                  if (take(m_) != LockResult::kAcquired) return 1;
-                  unlock(m_);
-                  return 0;
-                },
-                5000),
-            0);
+  expect_an_ordinary_lock(m_);
 }
 
 // A child holds the lock until killed; a thread here waits for it (with the wait hooks
@@ -177,16 +181,7 @@ void waiter_outlives_a_killed_owner(pthread_mutex_t* m) {
   waiter.join();
   EXPECT_EQ(result.load(), static_cast<int>(LockResult::kOwnerDied));
   EXPECT_EQ(repairs, 1);
-  EXPECT_EQ(take(m), LockResult::kAcquired);
-  unlock(m);
-  EXPECT_EQ(run_in_child(
-                [&] {
-                  if (take(m) != LockResult::kAcquired) return 1;
-                  unlock(m);
-                  return 0;
-                },
-                5000),
-            0);
+  expect_an_ordinary_lock(m);
 }
 
 TEST_F(RobustMutex, OwnerKilledWhileWaiting) { waiter_outlives_a_killed_owner(m_); }
