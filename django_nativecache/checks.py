@@ -15,28 +15,32 @@ Checks run before most management commands, so they are quick: memcached servers
 asked in parallel with a short timeout, and nothing is left behind (no segment, no
 directory) for a cache that did not exist yet.
 
-Django's own cache checks (caches.W002, caches.W003) open every configured cache and
-raise when one cannot be opened, which ends the check run with a traceback before any
-message, these included, is printed. ``guard_django_cache_checks`` (run by the app's
-``ready()``) swaps them for guarded versions, so such a cache is reported as a check
-error: E001/E002 for ours, E004 for anyone else's.
+Django's own checks caches.W003 (a file cache's LOCATION is relative) and caches.W002
+(``--deploy``: it is, is inside or holds MEDIA_ROOT, STATIC_ROOT or STATICFILES_DIRS) open
+every configured cache, so they would create shared-memory segments, stop the check run
+with a traceback at a cache that cannot be opened, and know only Django's FileBasedCache.
+``guard_django_cache_checks`` (run by the app's ``ready()``) puts ours in their place: the
+same warnings under the same ids, for Django's FileBasedCache and ours, without opening any
+cache of ours but file caches (which touch no file); anyone else's cache is opened as
+Django's checks open it, and one that cannot be is E004.
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import pathlib
 import secrets
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.filebased import FileBasedCache as DjangoFileBasedCache
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.checks import caches as django_cache_checks
 from django.core.checks.registry import registry
@@ -91,47 +95,96 @@ def _our_class(backend: str) -> type | None:
 
 
 def guard_django_cache_checks() -> None:
-    """Runs Django's cache checks that open every cache so that one failing cache is a
-    check error instead of a traceback (see the module's docstring). Idempotent."""
-    guarded = (
-        (django_cache_checks.check_file_based_cache_is_absolute, True),
-        # --deploy only, beside the one above: its report would be the same, so it is silent.
-        (django_cache_checks.check_cache_location_not_exposed, False),
+    """Puts :func:`check_file_caches_absolute` and :func:`check_file_caches_not_exposed` in
+    place of Django's caches.W003 and caches.W002 checks (see the module's docstring).
+    Idempotent."""
+    replaced = (
+        (django_cache_checks.check_file_based_cache_is_absolute, check_file_caches_absolute),
+        (django_cache_checks.check_cache_location_not_exposed, check_file_caches_not_exposed),
     )
-    for check, report in guarded:
+    for theirs, ours in replaced:
         for registered in (registry.registered_checks, registry.deployment_checks):
-            if check in registered:
-                registered.discard(check)
-                registered.add(_guard(check, report))
+            if theirs in registered:
+                registered.discard(theirs)
+                ours.tags = theirs.tags  # type: ignore[attr-defined]
+                registered.add(ours)
 
 
-_Check = Callable[..., list[CheckMessage]]
+_FILE_CLASSES = (DjangoFileBasedCache, FileBasedCache)
 
 
-def _guard(check: _Check, report: bool) -> _Check:
-    @functools.wraps(check)  # keeps the tags register() set on it
-    def guarded(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def _file_caches(report: bool) -> tuple[list[CheckMessage], list[tuple[str, Any, str]]]:
+    """(E004 for anyone else's caches that cannot be opened when ``report``, and (alias,
+    LOCATION, directory) of every file cache). A cache of ours is opened only if it is a file
+    cache (which touches no file): a shared-memory segment is never created by a check of
+    Django's, and ``check_caches`` reports those of ours that cannot be opened."""
+    messages: list[CheckMessage] = []
+    found: list[tuple[str, Any, str]] = []
+    for alias, entry in settings.CACHES.items():
+        backend = str(entry.get("BACKEND", ""))
+        location = entry.get("LOCATION", "")
         try:
-            return check(app_configs, **kwargs)
-        except Exception:
-            if not report:
-                return []
-        # A cache cannot be opened. check_caches reports ours; anyone else's are here.
-        messages: list[CheckMessage] = []
-        for alias, entry in settings.CACHES.items():
-            backend = str(entry.get("BACKEND", ""))
-            try:
-                if _our_class(backend) is not None:
-                    continue
-            except ImportError:
+            cls = _our_class(backend)
+        except ImportError:
+            continue
+        try:
+            if cls is None:
+                cache = caches[alias]  # as Django's checks open it
+            elif issubclass(cls, _FILE_CLASSES):
+                params = {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")}
+                cache = cls(location, params)
+            else:
                 continue
-            try:
-                caches.create_connection(alias)
-            except Exception as exc:
+        except Exception as exc:
+            if report and cls is None:
                 messages.append(_error(4, alias, backend, f"cannot be opened: {_text(exc)}"))
-        return messages
+            continue
+        if isinstance(cache, _FILE_CLASSES):
+            found.append((alias, location, cache._dir))
+    return messages, found
 
-    return guarded
+
+def check_file_caches_absolute(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Django's caches.W003 (a file cache's LOCATION is relative), for its FileBasedCache and
+    ours, and E004 for anyone else's cache that cannot be opened."""
+    messages, found = _file_caches(report=True)
+    for alias, location, _ in found:
+        if not pathlib.Path(location).is_absolute():
+            messages.append(Warning(
+                f"Your '{alias}' cache LOCATION path is relative. Use an absolute path "
+                "instead.", id="caches.W003"))
+    return messages
+
+
+def check_file_caches_not_exposed(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Django's caches.W002 (``--deploy``: a file cache's directory is, is inside or holds
+    MEDIA_ROOT, STATIC_ROOT or one of STATICFILES_DIRS), for its FileBasedCache and ours."""
+    messages: list[CheckMessage] = []
+    _, found = _file_caches(report=False)  # the other check reports what cannot be opened
+    for name in ("MEDIA_ROOT", "STATIC_ROOT", "STATICFILES_DIRS"):
+        setting = getattr(settings, name, None)
+        if not setting:
+            continue
+        if name == "STATICFILES_DIRS":
+            paths = {pathlib.Path(d[1] if isinstance(d, (list, tuple)) else d).resolve()
+                     for d in setting}
+        else:
+            paths = {pathlib.Path(setting).resolve()}
+        for alias, _, directory in found:
+            cache_path = pathlib.Path(directory).resolve()
+            if cache_path in paths:
+                relation = "matches"
+            elif any(path in cache_path.parents for path in paths):
+                relation = "is inside"
+            elif any(cache_path in path.parents for path in paths):
+                relation = "contains"
+            else:
+                continue
+            messages.append(Warning(
+                f"Your '{alias}' cache configuration might expose your cache or lead to "
+                f"corruption of your data because its LOCATION {relation} {name}.",
+                id="caches.W002"))
+    return messages
 
 
 def _error(n: int, alias: str, backend: str, msg: str, hint: str | None = None) -> Error:

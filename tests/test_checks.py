@@ -22,6 +22,7 @@ import pytest
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.checks import Tags, run_checks
+from django.core.checks import caches as django_cache_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache.backends import shm
@@ -133,8 +134,12 @@ def test_good_configuration_is_silent_and_leaves_nothing_behind(
     assert not segment_path(entry).exists()
     assert shm_files() - before == set()
     assert list(tmp_path.iterdir()) == []
-    # The whole run, Django's cache checks included.
-    assert ours(settings, settings.CACHES) == []
+    # The whole run, Django's cache checks (ours in their place) and --deploy included.
+    messages = run_checks(include_deployment_checks=True)
+    assert [m for m in messages if m.id.startswith(("django_nativecache.", "caches."))] == []
+    assert not segment_path(entry).exists()
+    assert shm_files() - before == set()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_existing_segment_is_attached_not_probed(settings, segments):
@@ -349,6 +354,58 @@ def test_other_backends_are_left_to_django_but_never_crash_the_run(settings):
     assert messages[0].msg == ("CACHES['exploding'] (tests.test_checks.ExplodingCache): cannot "
                                "be opened: exploding cache refuses to be built")
     assert messages[1].msg.startswith("CACHES['missing'] (no.such.module.Cache): cannot be opened")
+
+
+# -- Django's file cache warnings (caches.W002, caches.W003) ------------------------------------
+
+
+DJANGO_FILE = "django.core.cache.backends.filebased.FileBasedCache"
+
+
+def file_warnings(messages: list[Any]) -> list[tuple[str, str]]:
+    return sorted((m.id, m.msg) for m in messages if m.id in ("caches.W002", "caches.W003"))
+
+
+def test_django_file_cache_warnings_are_djangos_own(settings, tmp_path):
+    """On Django's FileBasedCache, the checks in place of Django's warn word for word as
+    Django's do."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STATICFILES_DIRS = [("static", str(tmp_path / "media" / "static"))]
+    settings.CACHES = {
+        "default": {"BACKEND": DJANGO_FILE, "LOCATION": "relative/cache"},
+        "inside": {"BACKEND": DJANGO_FILE, "LOCATION": str(tmp_path / "media" / "cache")},
+        "holds": {"BACKEND": DJANGO_FILE, "LOCATION": str(tmp_path)},
+        "same": {"BACKEND": DJANGO_FILE, "LOCATION": str(tmp_path / "media")},
+        "apart": {"BACKEND": DJANGO_FILE, "LOCATION": str(tmp_path / "elsewhere")},
+    }
+    theirs = (django_cache_checks.check_file_based_cache_is_absolute(None)
+              + django_cache_checks.check_cache_location_not_exposed(None))
+    # W003 once; W002 for inside, and for holds and same against both settings
+    assert len(file_warnings(theirs)) == 6
+    assert file_warnings(run_checks(include_deployment_checks=True)) == file_warnings(theirs)
+
+
+def test_our_file_cache_gets_djangos_warnings_whatever_else_is_broken(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CACHES = {
+        "default": {"BACKEND": FILE, "LOCATION": "relative/cache"},
+        "exposed": {"BACKEND": FILE, "LOCATION": str(tmp_path / "media" / "cache")},
+        "django": {"BACKEND": DJANGO_FILE, "LOCATION": "also/relative"},
+        "bad": {"BACKEND": SHM, "LOCATION": unique_location("chk"), "OPTIONS": {"SIZE": "lots"}},
+        "exploding": {"BACKEND": "tests.test_checks.ExplodingCache"},
+    }
+    messages = run_checks(include_deployment_checks=True)
+    assert file_warnings(messages) == [
+        ("caches.W002", "Your 'exposed' cache configuration might expose your cache or lead "
+                        "to corruption of your data because its LOCATION is inside MEDIA_ROOT."),
+        ("caches.W003", "Your 'default' cache LOCATION path is relative. Use an absolute path "
+                        "instead."),
+        ("caches.W003", "Your 'django' cache LOCATION path is relative. Use an absolute path "
+                        "instead."),
+    ]
+    broken = sorted(m.id for m in messages if m.id.startswith("django_nativecache."))
+    assert broken == ["django_nativecache.E001", "django_nativecache.E004"]
+    assert list(tmp_path.iterdir()) == []  # no directory made
 
 
 # -- manage.py check -----------------------------------------------------------------------------
