@@ -38,6 +38,8 @@ def parse_int(value: Any) -> int:
         raise ValueError("expected an integer, got a bool")
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():  # 1e4, which Django's int() takes
+        return int(value)
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         return int(value)
     raise ValueError(f"expected an integer, got {value!r}")
@@ -51,6 +53,13 @@ def in_range(lo: int, hi: int, parse: Callable[[Any], int] = parse_int) -> Calla
         return number
 
     return check
+
+
+def count_option(lo: int, hi: int, default: int) -> tuple[Callable[[Any], int], int]:
+    """The schema entry of MAX_ENTRIES or CULL_FREQUENCY: an integer in [lo, hi], and, as in
+    Django, None for the default."""
+    check = in_range(lo, hi)
+    return (lambda value: default if value is None else check(value)), default
 
 
 def one_of(*choices: str) -> Callable[[Any], str]:

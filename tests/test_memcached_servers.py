@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache.exceptions import CacheUnavailable
 from tests import mcutil
@@ -27,10 +28,13 @@ def test_location_forms(memcached_factory):
         "semicolons": f"{tcp.location};{unix.location}",
         "commas": f"{tcp.location},{ipv6.location}",
         "spaces and empty entries": f" {tcp.location} ;; ",
+        "(host, port) pairs, as pymemcache takes them": [(tcp.host, tcp.port),
+                                                          ("::1", ipv6.port)],
     }
     servers_of = {
         "semicolons": 2,
         "commas": 2,
+        "(host, port) pairs, as pymemcache takes them": 2,
     }
     for name, location in forms.items():
         cache = mcutil.build(location)
@@ -41,6 +45,14 @@ def test_location_forms(memcached_factory):
         stats = cache.stats()
         assert len(stats) == servers_of.get(name, 1), (name, list(stats))
         assert all("error" not in values for values in stats.values()), (name, stats)
+
+
+@pytest.mark.parametrize("entry", [("127.0.0.1",), ("127.0.0.1", "11211"), ("127.0.0.1", True),
+                                   (11211, "127.0.0.1"), 11211, None])
+def test_location_entries_of_no_known_form_are_refused(entry):
+    refused = r"LOCATION entries must be str or \(host, port\)"
+    with pytest.raises(ImproperlyConfigured, match=refused):
+        mcutil.build([entry])
 
 
 def test_djangos_settings_with_only_the_module_path_changed(memcached_factory):

@@ -79,6 +79,39 @@ def test_bad_options_name_the_option(options, named):
         shmutil.build(shmutil.unique_location("opt"), **options)
 
 
+@pytest.mark.parametrize(
+    "options, max_entries, cull_frequency",
+    [
+        ({"MAX_ENTRIES": 1e4}, 10_000, 3),
+        ({"MAX_ENTRIES": 10_000.0, "CULL_FREQUENCY": 2.0}, 10_000, 2),
+        ({"MAX_ENTRIES": " 10000 "}, 10_000, 3),
+        ({"MAX_ENTRIES": None, "CULL_FREQUENCY": None}, 300, 3),  # Django's defaults
+    ],
+)
+def test_entry_limits_django_takes_are_taken(options, max_entries, cull_frequency):
+    c = shmutil.build(shmutil.unique_location("opt"), **options)
+    try:
+        assert (c._max_entries, c._cull_frequency) == (max_entries, cull_frequency)
+    finally:
+        c.delete_segment()
+
+
+@pytest.mark.parametrize("value", [10_000.5, float("nan"), float("inf"), "1e4"])
+def test_entry_limits_that_are_no_integer_are_refused(value):
+    with pytest.raises(ImproperlyConfigured, match="MAX_ENTRIES.*expected an integer"):
+        shmutil.build(shmutil.unique_location("opt"), MAX_ENTRIES=value)
+
+
+def test_namespace_none_is_the_default_namespace(settings):
+    location = shmutil.unique_location("ns")
+    c = shmutil.build(location, NAMESPACE=None)
+    try:
+        assert c.segment == shm.segment_name(location)  # from SECRET_KEY, not "None"
+        assert c.segment != shm.segment_name(location, "None")
+    finally:
+        c.delete_segment()
+
+
 def test_human_sizes_are_accepted():
     c = shmutil.build(shmutil.unique_location("size"), SIZE="2 MiB", MAX_ITEM_SIZE="64KB")
     try:

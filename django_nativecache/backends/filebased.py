@@ -21,11 +21,11 @@ from typing import IO, Any
 
 from django_nativecache import _native
 from django_nativecache.backends.base import NativeCache
-from django_nativecache.options import in_range, parse_size, validate_options
+from django_nativecache.options import count_option, in_range, parse_size, validate_options
 
 _SCHEMA = {
-    "MAX_ENTRIES": (in_range(-(1 << 62), 1 << 62), 300),
-    "CULL_FREQUENCY": (in_range(0, 1 << 31), 3),
+    "MAX_ENTRIES": count_option(-(1 << 62), 1 << 62, 300),
+    "CULL_FREQUENCY": count_option(0, 1 << 31, 3),
     "MAX_ITEM_SIZE": (in_range(0, 1 << 40, parse_size), 0),
     "COMPRESS_MIN_LENGTH": (in_range(0, 1 << 40, parse_size), 0),
     "COMPRESS_LEVEL": (in_range(1, 9), 6),

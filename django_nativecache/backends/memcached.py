@@ -162,6 +162,18 @@ def parse_server(spec: str) -> tuple[str, int, bool, int]:
     return host, port, False, 1
 
 
+def _server_text(entry: Any, name: str) -> str:
+    """A LOCATION entry as text: a str, or a (host, port) pair as pymemcache takes them."""
+    if isinstance(entry, str):
+        return entry
+    if (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
+        host, port = entry
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    raise ImproperlyConfigured(
+        f"{name}: LOCATION entries must be str or (host, port), got {entry!r}")
+
+
 def _raise_for_memcached(self: Any, key: str) -> None:
     # Django's memcached backends raise where the others only warn.
     for warning in memcache_key_warnings(key):
@@ -186,11 +198,9 @@ class MemcachedCache(NativeCache):
         if isinstance(server, str):
             self._servers = re.split("[;,]", server)
         else:
-            self._servers = list(server)
+            self._servers = [_server_text(entry, name) for entry in server]
         specs = []
         for entry in self._servers:
-            if not isinstance(entry, str):
-                raise ImproperlyConfigured(f"{name}: LOCATION entries must be str, got {entry!r}")
             if not entry.strip():
                 continue
             try:

@@ -17,20 +17,26 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache import _native
 from django_nativecache.backends.base import InlineAsyncMixin, NativeCache
-from django_nativecache.options import in_range, one_of, parse_size, validate_options
+from django_nativecache.options import (
+    count_option,
+    in_range,
+    one_of,
+    parse_size,
+    validate_options,
+)
 
 DEFAULT_SIZE = 64 << 20
 
 _SCHEMA = {
-    "MAX_ENTRIES": (in_range(-(1 << 62), 1 << 62), 300),
-    "CULL_FREQUENCY": (in_range(0, 1 << 31), 3),
+    "MAX_ENTRIES": count_option(-(1 << 62), 1 << 62, 300),
+    "CULL_FREQUENCY": count_option(0, 1 << 31, 3),
     "SIZE": (in_range(64 << 10, 1 << 40, parse_size), DEFAULT_SIZE),
     "SHARDS": (in_range(0, 1024), 0),
     "MAX_ITEM_SIZE": (in_range(0, (1 << 31) - 1, parse_size), 0),
     "ON_MISMATCH": (one_of("recreate", "fail"), "recreate"),
     "COMPRESS_MIN_LENGTH": (in_range(0, 1 << 40, parse_size), 0),
     "COMPRESS_LEVEL": (in_range(1, 9), 6),
-    "NAMESPACE": (str, None),
+    "NAMESPACE": (lambda value: None if value is None else str(value), None),  # None: see below
 }
 
 # One attachment per segment per process: Django builds a cache instance per thread and
@@ -40,7 +46,8 @@ _segments_lock = threading.Lock()
 
 
 def segment_name(location: str, namespace: str | None = None) -> str:
-    """The /dev/shm name for a LOCATION: distinct per user, per project and per build."""
+    """The /dev/shm name for a LOCATION: distinct per user, per project (NAMESPACE, SECRET_KEY
+    when it is None) and per build."""
     if namespace is None:
         try:
             namespace = str(settings.SECRET_KEY)
