@@ -4,6 +4,7 @@ real ``python -m django`` subprocess, including the error paths."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -287,6 +288,30 @@ def test_clear_reports_a_cache_it_could_not_clear(settings, shm_entry):
     assert caches["default"].get("k") is None  # the others are cleared all the same
 
 
+@pytest.mark.parametrize("ignore", [False, True], ids=["raising", "IGNORE_EXCEPTIONS"])
+def test_clear_names_the_memcached_servers_it_could_not_clear(settings, memcached_server,
+                                                              ignore):
+    dead = f"127.0.0.1:{free_port()}"
+    settings.CACHES = {"mc": {"BACKEND": MEMCACHED, "LOCATION": [memcached_server.location, dead],
+                              "OPTIONS": {"IGNORE_EXCEPTIONS": ignore}}}
+    cache = caches["mc"]
+    kept = []
+    for i in range(40):  # the keys that land on the live server
+        with contextlib.suppress(Exception):
+            cache.set(f"k{i}", i)
+        with contextlib.suppress(Exception):
+            if cache.get(f"k{i}") == i:
+                kept.append(f"k{i}")
+    assert kept
+    err = io.StringIO()
+    with pytest.raises(CommandError, match=r"1 of 1 caches could not be cleared: 'mc'"):
+        call_command("cache_clear", interactive=False, stdout=io.StringIO(), stderr=err)
+    assert f"Cache 'mc' ({MEMCACHED}) was not cleared on 1 of its 2 servers ({dead}: " \
+        in err.getvalue()
+    assert err.getvalue().rstrip().endswith("the others were cleared")
+    assert [key for key in kept if cache.get(key) is not None] == []
+
+
 def test_clear_in_a_subprocess(shm_entry):
     from django_nativecache.backends.shm import SharedMemoryCache
 
@@ -394,6 +419,13 @@ def test_keys_of_database_caches(settings, db_table):
     assert "1 stored key not made" in err
     out, _ = run("cache_keys", "django")
     assert out.splitlines() == ["VERSION  KEY", "1        theirs"]
+
+
+def test_keys_of_a_database_cache_without_its_table(settings, transactional_db):
+    settings.CACHES = {"default": {"BACKEND": DB, "LOCATION": "nativecache_no_such_table"}}
+    with pytest.raises(CommandError, match=rf"Cache 'default' \({DB}\) could not list its "
+                                           r"keys: .*nativecache_no_such_table"):
+        run("cache_keys")
 
 
 def test_keys_of_djangos_locmem(settings):

@@ -2,7 +2,8 @@
 
 As Django's ``flush``: asks for "yes" unless ``--noinput``; any other answer clears
 nothing and exits with status 0. A cache that cannot be cleared is reported and the
-others are still cleared; the exit status is then 1.
+others are still cleared; the exit status is then 1. A memcached cache (ours) with servers
+that do not answer is reported so, naming them, with IGNORE_EXCEPTIONS too.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_nativecache.backends.memcached import MemcachedCache
 from django_nativecache.management.introspect import (
     PROCESS_LOCAL_NOTE,
     backend_path,
@@ -19,6 +22,29 @@ from django_nativecache.management.introspect import (
     process_local,
     resolve_aliases,
 )
+
+
+def _clear(cache: BaseCache) -> str | None:
+    """Clears the cache; what went wrong, or None. For memcached (ours), a server that does
+    not answer after the flush is named, whether the flush raised or IGNORE_EXCEPTIONS
+    swallowed its error: the servers that answered were cleared, that one perhaps not."""
+    try:
+        cache.clear()
+        error = None
+    except Exception as exc:
+        error = one_line(exc)
+    if isinstance(cache, MemcachedCache):
+        try:
+            servers = cache.stats()
+        except Exception:
+            servers = {}
+        missed = {server: values["error"] for server, values in servers.items()
+                  if "error" in values}
+        if missed:
+            why = "; ".join(f"{server}: {' '.join(str(e).split())}" for server, e in missed.items())
+            return (f"was not cleared on {len(missed)} of its {len(servers)} servers ({why}); "
+                    "the others were cleared")
+    return None if error is None else f"was not cleared: {error}"
 
 
 class Command(BaseCommand):
@@ -60,12 +86,16 @@ class Command(BaseCommand):
         for alias in aliases:
             try:
                 cache = caches[alias]
-                cache.clear()
-            except Exception as exc:  # one broken cache must not keep the others full
+            except Exception as exc:
                 failed.append(alias)
                 self.stderr.write(
                     f"Cache {alias!r} ({backend_path(alias)}) was not cleared: {one_line(exc)}"
                 )
+                continue
+            problem = _clear(cache)
+            if problem is not None:  # one broken cache must not keep the others full
+                failed.append(alias)
+                self.stderr.write(f"Cache {alias!r} ({backend_path(alias)}) {problem}")
                 continue
             if options["verbosity"] >= 1:
                 self.stdout.write(f"Cleared cache {alias!r} ({backend_path(alias)}).")

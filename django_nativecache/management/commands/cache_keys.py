@@ -18,6 +18,7 @@ from django_nativecache.management.introspect import (
     KEY_LISTING_BACKENDS,
     PROCESS_LOCAL_NOTE,
     backend_path,
+    one_line,
     open_cache,
     process_local,
     resolve_aliases,
@@ -50,6 +51,11 @@ class Command(BaseCommand):
                 f"Cache {alias!r} ({backend_path(alias)}) cannot list its keys; "
                 f"cache_keys works on {KEY_LISTING_BACKENDS}."
             ) from None
+        except Exception as exc:  # a missing table, a damaged segment
+            raise CommandError(
+                f"Cache {alias!r} ({backend_path(alias)}) could not list its keys: "
+                f"{one_line(exc)}"
+            ) from exc
         if process_local(cache):
             self.stderr.write(PROCESS_LOCAL_NOTE)
         pattern = options["pattern"]
