@@ -22,6 +22,7 @@ from django.core.cache.backends.dummy import DummyCache as DjangoDummyCache
 from django.core.cache.backends.filebased import FileBasedCache as DjangoFileBasedCache
 from django.core.cache.backends.locmem import LocMemCache as DjangoLocMemCache
 from django.core.cache.backends.memcached import BaseMemcachedCache
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.management.base import CommandError
 from django.db import connections, router
 
@@ -131,7 +132,20 @@ def stats_rows(alias: str, backend: str, location: Any, cache: BaseCache) -> lis
         return [row(cache._dir, items=len(sizes), bytes=sum(sizes))]
     if isinstance(cache, BaseMemcachedCache):
         return _django_memcached_rows(row, cache)
+    if isinstance(cache, DjangoRedisCache):
+        return [_redis_row(row, cache)]
     return [row()]
+
+
+def _redis_row(row: _RowMaker, cache: DjangoRedisCache) -> StatsRow:
+    """Django's RedisCache, from its primary server's INFO: items are the keys of its
+    database (whatever their prefix), the other figures the whole server's."""
+    client = cache._cache.get_client(write=True)
+    info = client.info()
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    return row(items=info.get(f"db{db}", {}).get("keys", 0), bytes=info.get("used_memory"),
+               hits=info.get("keyspace_hits"), misses=info.get("keyspace_misses"),
+               evictions=info.get("evicted_keys"))
 
 
 def _memcached_row(row: _RowMaker, server: str, values: dict[str, Any]) -> StatsRow:
