@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from django.core.management.base import CommandError
 
 from django_nativecache.backends import shm
 from tests.mcserver import free_port
+from tests.redisutil import needs_redis
 from tests.shmutil import NAMESPACE, unique_location
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,15 +191,8 @@ def test_stats_of_djangos_backends_and_our_dummy(settings, tmp_path, memcached_s
     assert "Connection refused" in stats_row(out, "redis")["error"]
 
 
-def _redis_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
-
-@pytest.mark.skipif(not _redis_answers(), reason="no Redis server at 127.0.0.1:6379")
+@needs_redis
 def test_stats_of_djangos_redis_cache(settings):
     settings.CACHES = {"default": {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://127.0.0.1:6379/13",
                                    "KEY_PREFIX": f"cmd-stats-{os.getpid()}"}}
