@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+
+
+def _at_least(low: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` no smaller than ``low``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         "per worker; memcached backends start a memcached unless --location is given",
     )
     demo.add_argument("--location", help="the cache's LOCATION (server, directory, ...)")
-    demo.add_argument("--workers", type=int, default=4)
-    demo.add_argument("--pages", type=int, default=50, help="pages of each kind")
-    demo.add_argument("--seconds", type=float, default=5.0, help="how long the load runs")
-    demo.add_argument("--cost-ms", type=float, default=20.0, help="cost of a miss")
+    demo.add_argument("--workers", type=_at_least(1), default=4)
+    demo.add_argument("--pages", type=_at_least(1), default=50, help="pages of each kind")
+    demo.add_argument("--seconds", type=_at_least(0.1, float), default=5.0,
+                      help="how long the load runs")
+    demo.add_argument("--cost-ms", type=_at_least(0, float), default=20.0,
+                      help="cost of a miss")
     demo.add_argument(
         "--page-cache",
         choices=["django", "native"],
@@ -42,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except run.DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the servers and files are gone by now
+        print("demo: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

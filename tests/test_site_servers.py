@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ import pytest
 
 from django_nativecache.demo import run as demo
 from django_nativecache.demo.work import read_log
+from tests.redisutil import needs_redis
 
 WORKERS = 4
 PAGES = 24
@@ -200,12 +203,12 @@ def test_demo_command_runs_and_reports_hits_and_misses(page_cache: str) -> None:
     assert "gunicorn with 2 workers" in out
     assert demo.PAGE_CACHES[page_cache] in out
     assert "requests/s (0 errors)" in out
-    # 5 pages of each of 3 kinds, plus the fragments page's header and its 4 greetings.
+    # 5 pages of each of 4 kinds, plus the fragments page's header and its 4 greetings.
     computed = re.search(r"computed \(cache misses, all workers together\): (\d+) for (\d+) "
                          r"distinct parts", out)
     assert computed is not None, out
     misses, parts = int(computed[1]), int(computed[2])
-    assert parts == 20
+    assert parts == 25
     assert parts <= misses <= 2 * parts  # a worker computes a part at most once
     hits = re.search(r"parts served from the cache \(hits\): ([\d,]+) of ([\d,]+)", out)
     assert hits is not None and int(hits[1].replace(",", "")) > 0, out
@@ -243,3 +246,60 @@ def test_demo_page_cache_setting_refuses_an_unknown_value(tmp_path: Path) -> Non
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "DEMO_PAGE_CACHE must be 'django' or 'native', not 'fast'" in result.stderr
+
+
+def _demo(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    return subprocess.Popen([sys.executable, "-m", "django_nativecache", "demo", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("args, error", [
+    (("--workers", "0"), "argument --workers: must be at least 1, got 0"),
+    (("--pages", "none"), "argument --pages: 'none' is not a number"),
+    (("--seconds", "0"), "argument --seconds: must be at least 0.1, got 0"),
+    (("--cost-ms", "-5"), "argument --cost-ms: must be at least 0, got -5"),
+    (("--backend", "nope"), "argument --backend: invalid choice: 'nope'"),
+])
+def test_demo_refuses_bad_arguments_before_starting_anything(args: tuple[str, ...],
+                                                             error: str) -> None:
+    proc = _demo(*args)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert error in err and out == ""
+
+
+def test_demo_interrupted_stops_at_once_and_cleans_up() -> None:
+    before = {name for name in os.listdir("/dev/shm") if name.startswith("dnc-")}
+    proc = _demo("--workers", "2", "--seconds", "60", "--cost-ms", "1")
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while "distinct paths" not in proc.stdout.readline():  # the load is about to start
+        assert time.monotonic() < deadline and proc.poll() is None
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - interrupted < 10  # not the 60 s the load would have run
+    assert proc.returncode == 130
+    assert "demo: interrupted" in err and "Traceback" not in err
+    assert {name for name in os.listdir("/dev/shm") if name.startswith("dnc-")} <= before
+
+
+
+@needs_redis
+def test_demo_on_redis_starts_empty_and_leaves_no_keys() -> None:
+    import redis
+
+    client = redis.Redis.from_url(demo.DEFAULT_LOCATIONS["redis"])
+    for _ in range(2):  # the second run computes every part again: nothing was left
+        proc = _demo("--backend", "django-redis", "--workers", "2", "--pages", "5",
+                     "--seconds", "1.5", "--cost-ms", "5")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+        computed = re.search(r"computed \(cache misses, all workers together\): (\d+) for "
+                             r"(\d+) distinct parts", out)
+        assert computed is not None, out
+        assert int(computed[2]) == 25 and int(computed[1]) >= 25  # every part computed
+        assert list(client.scan_iter(match="nativecache-demo-*")) == []

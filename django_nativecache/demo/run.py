@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from django_nativecache.demo.caches import BACKENDS
+from django_nativecache.demo.caches import BACKENDS, DEFAULT_LOCATIONS
 from django_nativecache.demo.work import read_log
 
 
@@ -42,7 +42,7 @@ def urls(pages: int) -> list[str]:
     """The paths the load visits: every door of the site, ``pages`` of each kind."""
     paths = []
     for n in range(pages):
-        paths += [f"/site/{n}/", f"/page/{n}/", f"/lowlevel/{n}/"]
+        paths += [f"/site/{n}/", f"/page/{n}/", f"/lowlevel/{n}/", f"/async/{n}/"]
     paths += [f"/fragments/?lang={lang}" for lang in ("en", "fr", "de", "nl")]
     return paths
 
@@ -77,11 +77,12 @@ def drive(port: int, paths: list[str], seconds: float, threads: int) -> Load:
     load = Load()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
+    stop = threading.Event()  # set on Ctrl-C: the visitors end with the main thread
 
     def visitor(offset: int) -> None:
         done, parts, errors, by_worker = 0, 0, 0, Counter[str]()
         i = offset
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             try:
                 path = paths[i % len(paths)]
                 status, headers, _ = request(port, path)
@@ -106,8 +107,11 @@ def drive(port: int, paths: list[str], seconds: float, threads: int) -> Load:
     ]
     for t in workers:
         t.start()
-    for t in workers:
-        t.join()
+    try:
+        for t in workers:
+            t.join()
+    finally:
+        stop.set()
     load.seconds = time.perf_counter() - began
     return load
 
@@ -203,7 +207,7 @@ PAGE_CACHES = {
 
 
 def site_env(backend: str, workdir: str, location: str | None, cost_ms: float,
-             page_cache: str = "django") -> dict[str, str]:
+             page_cache: str = "django", key_prefix: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="django_nativecache.demo.settings",
@@ -215,6 +219,8 @@ def site_env(backend: str, workdir: str, location: str | None, cost_ms: float,
     )
     if location:
         env["DEMO_CACHE_LOCATION"] = location
+    if key_prefix:
+        env["DEMO_CACHE_KEY_PREFIX"] = key_prefix
     return env
 
 
@@ -226,20 +232,38 @@ def run(backend: str, workers: int, pages: int, seconds: float, location: str | 
         cost_ms: float, page_cache: str = "django") -> int:
     kind = BACKENDS[backend][1]
     workdir = tempfile.mkdtemp(prefix="nativecache-demo-")
+    # A Redis database outlives the run and may hold other keys: this run's have a
+    # KEY_PREFIX of their own, so it starts empty and removes them at the end.
+    prefix = f"nativecache-demo-{os.getpid()}" if kind == "redis" else None
     try:
         if kind == "server" and location is None:
             with memcached_server() as server:
-                return _run(backend, workers, pages, seconds, server, cost_ms, workdir, page_cache)
+                return _run(backend, workers, pages, seconds, server, cost_ms, workdir, page_cache,
+                            prefix)
         if location is None:
             location = {
                 "name": f"demo-{os.getpid()}",
                 "directory": os.path.join(workdir, "cache"),
             }.get(kind)
-        return _run(backend, workers, pages, seconds, location, cost_ms, workdir, page_cache)
+        return _run(backend, workers, pages, seconds, location, cost_ms, workdir, page_cache,
+                    prefix)
     finally:
         if kind == "name" and backend == "shm":
             _unlink_segment(location or "demo")
+        if kind == "redis":
+            _delete_redis_keys(location or DEFAULT_LOCATIONS[kind], f"{prefix}:*")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _delete_redis_keys(location: str, pattern: str) -> None:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(location)
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
+    except Exception as exc:  # Redis gone meanwhile: the keys expire within the pages' 60 s
+        print(f"demo: the run's Redis keys ({pattern}) were not removed: {exc}", file=sys.stderr)
 
 
 def _unlink_segment(location: str) -> None:
@@ -253,16 +277,16 @@ def _unlink_segment(location: str) -> None:
 
 
 def _run(backend: str, workers: int, pages: int, seconds: float, location: str | None,
-         cost_ms: float, workdir: str, page_cache: str) -> int:
-    env = site_env(backend, workdir, location, cost_ms, page_cache)
+         cost_ms: float, workdir: str, page_cache: str, key_prefix: str | None) -> int:
+    env = site_env(backend, workdir, location, cost_ms, page_cache, key_prefix)
     if BACKENDS[backend][1] == "table" and manage(env, "createcachetable") != 0:
         return 1
     paths = urls(pages)
     print(f"demo site on {BACKENDS[backend][0]}"
           f"{f' ({location})' if location else ''}: gunicorn with {workers} workers, "
           f"{PAGE_CACHES[page_cache]}")
-    print(f"{len(paths)} distinct paths (per-site section, cache_page, low-level API, "
-          f"{{% cache %}} fragments), {cost_ms:g} ms per computed part; "
+    print(f"{len(paths)} distinct paths (per-site section, cache_page, low-level API sync "
+          f"and async, {{% cache %}} fragments), {cost_ms:g} ms per computed part; "
           f"load: {2 * workers} client threads for {seconds:g} s")
     with gunicorn(env, workers) as port:
         load = drive(port, paths, seconds, threads=2 * workers)
@@ -274,9 +298,11 @@ def _run(backend: str, workers: int, pages: int, seconds: float, location: str |
           f"{load.requests / load.seconds:,.0f} requests/s ({load.errors} errors)")
     print("served by worker pid: "
           + ", ".join(f"{pid}: {n:,}" for pid, n in sorted(load.by_worker.items())))
+    scale = ("the dummy cache keeps nothing: every request computes its parts"
+             if backend == "dummy" else
+             f"1.00: once for the whole site; up to {workers}.00: once per worker")
     print(f"computed (cache misses, all workers together): {len(log):,} for {len(parts):,} "
-          f"distinct parts = {len(log) / max(len(parts), 1):.2f} per part "
-          f"(1.00: once for the whole site; up to {workers}.00: once per worker)")
+          f"distinct parts = {len(log) / max(len(parts), 1):.2f} per part ({scale})")
     print("computed by worker pid: "
           + ", ".join(f"{pid}: {n:,}" for pid, n in sorted(computed_by.items())))
     print(f"parts served from the cache (hits): {load.parts - len(log):,} of {load.parts:,} "

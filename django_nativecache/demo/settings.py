@@ -2,6 +2,7 @@
 
 ``DEMO_CACHE``           backend name (``django_nativecache.demo.caches.BACKENDS``); ``shm``
 ``DEMO_CACHE_LOCATION``  its LOCATION (segment name, server, directory, table)
+``DEMO_CACHE_KEY_PREFIX`` its KEY_PREFIX; none
 ``DEMO_CACHE_MIDDLEWARE`` ``0`` leaves the per-site cache middleware out (the ceiling)
 ``DEMO_PAGE_CACHE``      whose cache middleware and ``cache_page`` the site uses: ``django``
                          (Django's, the default) or ``native`` (``django_nativecache``'s)
@@ -37,6 +38,8 @@ CACHES = {
         os.environ.get("DEMO_CACHE", "shm"), os.environ.get("DEMO_CACHE_LOCATION") or None
     )
 }
+if os.environ.get("DEMO_CACHE_KEY_PREFIX"):
+    CACHES["default"]["KEY_PREFIX"] = os.environ["DEMO_CACHE_KEY_PREFIX"]
 DEMO_PAGE_CACHE = os.environ.get("DEMO_PAGE_CACHE", "django")
 if DEMO_PAGE_CACHE not in ("django", "native"):
     raise ValueError(f"DEMO_PAGE_CACHE must be 'django' or 'native', not {DEMO_PAGE_CACHE!r}")
