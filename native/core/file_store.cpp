@@ -615,7 +615,12 @@ class CounterMap {
     }
     dev_.store(static_cast<std::uint64_t>(st.st_dev), std::memory_order_relaxed);
     ino_.store(static_cast<std::uint64_t>(st.st_ino), std::memory_order_relaxed);
-    block_.store(static_cast<Counters*>(p), std::memory_order_release);
+    Counters* shared = static_cast<Counters*>(p);
+    Counters* previous = block_.exchange(shared, std::memory_order_acq_rel);
+    // What this store counted before the file existed (misses on a directory not made
+    // yet) belongs to the cache too. Only the private block's: the counters of a file
+    // replaced since (the directory deleted) were that file's cache.
+    if (previous == local_.get()) fold_activity(*previous, *shared);
   }
 
  private:
@@ -628,6 +633,14 @@ class CounterMap {
            dev_.load(std::memory_order_relaxed) == static_cast<std::uint64_t>(st.st_dev) &&
            b.magic == kCounterMagic && b.version == kCounterVersion &&
            b.size == sizeof(Counters);
+  }
+
+  static void fold_activity(Counters& from, Counters& to) noexcept {
+    for (auto field : {&Counters::hits, &Counters::misses, &Counters::sets,
+                       &Counters::evictions, &Counters::expirations, &Counters::recoveries}) {
+      const std::int64_t n = (from.*field).exchange(0, std::memory_order_relaxed);
+      if (n != 0) (to.*field).fetch_add(n, std::memory_order_relaxed);
+    }
   }
 
   static bool valid(int fd) noexcept {

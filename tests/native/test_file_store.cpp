@@ -584,6 +584,32 @@ TEST_F(FileStoreTest, Stats) {
   EXPECT_EQ(t.stats().items, 1u);
 }
 
+TEST_F(FileStoreTest, StatsCountWhatHappenedBeforeTheDirectoryExisted) {
+  FileStore& s = make();
+  FileStore& t = make();
+  EXPECT_FALSE(get(s, "a").hit());
+  EXPECT_FALSE(get(s, "b").hit());
+  EXPECT_FALSE(get(t, "c").hit());
+  EXPECT_FALSE(fs::exists(dir_));  // a read makes nothing
+  EXPECT_EQ(s.stats().misses, 2u);  // this store's own until the directory is made
+  ASSERT_TRUE(put(s, "a", "1").ok());
+  EXPECT_EQ(s.stats().misses, 2u);
+  EXPECT_EQ(s.stats().sets, 1u);
+  EXPECT_TRUE(get(t, "a").hit());  // still in t's own block, as its miss...
+  StoreStats tt = t.stats();       // ...which its first look at the file brings in
+  EXPECT_EQ(tt.misses, 3u);
+  EXPECT_EQ(tt.hits, 1u);
+  StoreStats st = s.stats();
+  EXPECT_EQ(st.misses, 3u);
+  EXPECT_EQ(st.hits, 1u);
+  EXPECT_EQ(st.sets, 1u);
+  // A directory made again starts from nothing: the old one's counts are not carried.
+  fs::remove_all(dir_);
+  ASSERT_TRUE(put(s, "b", "2").ok());
+  EXPECT_EQ(s.stats().misses, 0u);
+  EXPECT_EQ(s.stats().sets, 1u);
+}
+
 // --------------------------------------------------------------------------- directory
 
 TEST_F(FileStoreTest, DirectoryAndFileModes) {
