@@ -10,6 +10,8 @@ Every cache whose BACKEND is one of ours, or a subclass, is opened as the site o
 ``django_nativecache.E003``  its directory (file cache) cannot be created or is not writable
 ``django_nativecache.E004``  it cannot be opened for another reason
 ``django_nativecache.W001``  one of its memcached servers does not answer
+``django_nativecache.W002``  its shared-memory segment exists with another SIZE than
+                             OPTIONS give (the size is fixed when a segment is created)
 
 Checks run before most management commands, so they are quick: memcached servers are
 asked in parallel with a short timeout, and nothing is left behind (no segment, no
@@ -53,11 +55,14 @@ from django_nativecache.backends.db import DatabaseCache
 from django_nativecache.backends.filebased import FileBasedCache
 from django_nativecache.backends.memcached import MemcachedCache, parse_server
 from django_nativecache.exceptions import StorageFull
+from django_nativecache.options import parse_size
 
 SHM_DIR = "/dev/shm"
 #: Seconds a memcached server gets to accept a connection, and again to answer.
 PROBE_TIMEOUT = 0.5
 
+# What alignment may take off SIZE: a few bytes per shard (at most 1024 shards).
+_SIZE_SLACK = 64 << 10
 _SHM_HINT = "Lower OPTIONS['SIZE'], or give /dev/shm more room (mount -o remount,size=...)."
 
 
@@ -227,12 +232,31 @@ def _check_shm(alias: str, backend: str, cls: type, location: Any,
     # The segment exists (or OPTIONS is refused before anything is attached): attaching
     # is what every process of the site does first, so the check may too.
     try:
-        cls(location, params)
+        cache = cls(location, params)
     except ImproperlyConfigured as exc:
         return [_error(1, alias, backend, str(exc))]
     except Exception as exc:
         return [_error(2, alias, backend, _text(exc), _SHM_HINT)]
-    return []
+    return _check_segment_size(alias, backend, cache, options)
+
+
+def _check_segment_size(alias: str, backend: str, cache: Any,
+                        options: Mapping[str, Any]) -> list[CheckMessage]:
+    """W002 when the segment was made with another SIZE than OPTIONS give now: a segment
+    keeps the size it was created with (alignment takes at most a few bytes per shard)."""
+    wanted = parse_size(options.get("SIZE", shm.DEFAULT_SIZE))
+    layout = cache._store._layout()
+    actual, shards = int(layout["total_size"]), int(layout["n_shards"])
+    if wanted - _SIZE_SLACK <= actual <= wanted:
+        return []
+    return [Warning(
+        f"CACHES[{alias!r}] ({backend}): its shared-memory segment {cache.segment} was "
+        f"created with {actual} bytes ({shards} shard{'s' if shards != 1 else ''}); "
+        f"OPTIONS['SIZE'] now asks for {wanted}, which applies only to a segment created anew",
+        hint="Call delete_segment() on the cache (or reboot) once no process uses it, and the "
+             "next process creates it with the new SIZE.",
+        id="django_nativecache.W002",
+    )]
 
 
 def _probe_shm(alias: str, backend: str, cls: type, location: Any, params: dict[str, Any],
