@@ -615,12 +615,25 @@ class CounterMap {
     }
     dev_.store(static_cast<std::uint64_t>(st.st_dev), std::memory_order_relaxed);
     ino_.store(static_cast<std::uint64_t>(st.st_ino), std::memory_order_relaxed);
-    Counters* shared = static_cast<Counters*>(p);
-    Counters* previous = block_.exchange(shared, std::memory_order_acq_rel);
-    // What this store counted before the file existed (misses on a directory not made
-    // yet) belongs to the cache too. Only the private block's: the counters of a file
-    // replaced since (the directory deleted) were that file's cache.
-    if (previous == local_.get()) fold_activity(*previous, *shared);
+    block_.store(static_cast<Counters*>(p), std::memory_order_release);
+    settle();
+  }
+
+  // What this process counted in the private block (before the file existed, or while
+  // another thread was making the block current) belongs to the file's cache too: added
+  // to the current block, once. A thread that took the private block just before the
+  // switch may add to it after: the next settle() (every stats()) takes that too. A
+  // child of fork() inherits its parent's private counts, which the parent adds itself,
+  // so a child never adds the private block.
+  void settle() noexcept {
+    Counters* current_block = block_.load(std::memory_order_acquire);
+    if (current_block == local_.get() || ::getpid() != owner_) return;
+    for (auto field : {&Counters::entries, &Counters::bytes, &Counters::hits,
+                       &Counters::misses, &Counters::sets, &Counters::evictions,
+                       &Counters::expirations, &Counters::recoveries}) {
+      const std::int64_t n = ((*local_).*field).exchange(0, std::memory_order_relaxed);
+      if (n != 0) (current_block->*field).fetch_add(n, std::memory_order_relaxed);
+    }
   }
 
  private:
@@ -633,14 +646,6 @@ class CounterMap {
            dev_.load(std::memory_order_relaxed) == static_cast<std::uint64_t>(st.st_dev) &&
            b.magic == kCounterMagic && b.version == kCounterVersion &&
            b.size == sizeof(Counters);
-  }
-
-  static void fold_activity(Counters& from, Counters& to) noexcept {
-    for (auto field : {&Counters::hits, &Counters::misses, &Counters::sets,
-                       &Counters::evictions, &Counters::expirations, &Counters::recoveries}) {
-      const std::int64_t n = (from.*field).exchange(0, std::memory_order_relaxed);
-      if (n != 0) (to.*field).fetch_add(n, std::memory_order_relaxed);
-    }
   }
 
   static bool valid(int fd) noexcept {
@@ -670,6 +675,7 @@ class CounterMap {
   }
 
   ForkSafeMutex mu_;
+  const pid_t owner_ = ::getpid();
   std::unique_ptr<Counters> local_;
   std::vector<void*> mapped_;
   std::atomic<Counters*> block_;
@@ -1364,6 +1370,7 @@ StoreStats FileStore::stats() {
   if (counter.valid() && ::fstat(counter.get(), &st) == 0 && st.st_nlink > 0) {
     counters_->follow(counter.get(), st);
   }
+  counters_->settle();
   const Counters& c = counters_->block();
   StoreStats s;
   s.hits = static_cast<std::uint64_t>(clamp0(c.hits));

@@ -610,6 +610,44 @@ TEST_F(FileStoreTest, StatsCountWhatHappenedBeforeTheDirectoryExisted) {
   EXPECT_EQ(s.stats().sets, 1u);
 }
 
+TEST_F(FileStoreTest, ForkedChildrenDoNotCountTheirParentsMissesAgain) {
+  FileStore& s = make();
+  for (const char* key : {"a", "b", "c", "d", "e"}) EXPECT_FALSE(get(s, key).hit());
+  std::vector<std::unique_ptr<Child>> children;
+  for (int i = 0; i < 3; ++i) {
+    children.push_back(spawn([&s, i] {
+      return put(s, "child" + std::to_string(i), "v").ok() && s.stats().sets >= 1 ? 0 : 1;
+    }));
+  }
+  for (auto& child : children) EXPECT_EQ(child->wait_for(10000), 0);
+  ASSERT_TRUE(put(s, "parent", "v").ok());
+  StoreStats st = s.stats();
+  EXPECT_EQ(st.misses, 5u);  // the parent's five, once
+  EXPECT_EQ(st.sets, 4u);
+  EXPECT_EQ(st.items, 4u);
+}
+
+TEST_F(FileStoreTest, CountsOfThreadsRacingTheFirstWriteAreKept) {
+  constexpr int kThreads = 4, kGets = 300;
+  for (int round = 0; round < 20; ++round) {
+    std::string dir = (root_ / ("race" + std::to_string(round))).string();
+    FileStore& s = open(dir);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&s, t] {
+        for (int i = 0; i < kGets; ++i) {
+          get(s, "miss" + std::to_string(t) + "-" + std::to_string(i));
+        }
+      });
+    }
+    EXPECT_TRUE(put(s, "k", "v").ok());
+    for (auto& thread : threads) thread.join();
+    StoreStats st = s.stats();
+    EXPECT_EQ(st.misses, static_cast<std::uint64_t>(kThreads * kGets)) << "round " << round;
+    EXPECT_EQ(st.items, 1u);
+  }
+}
+
 // --------------------------------------------------------------------------- directory
 
 TEST_F(FileStoreTest, DirectoryAndFileModes) {
