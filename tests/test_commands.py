@@ -327,8 +327,33 @@ def test_clear_names_the_memcached_servers_it_could_not_clear(settings, memcache
         call_command("cache_clear", interactive=False, stdout=io.StringIO(), stderr=err)
     assert f"Cache 'mc' ({MEMCACHED}) was not cleared on 1 of its 2 servers ({dead}: " \
         in err.getvalue()
-    assert err.getvalue().rstrip().endswith("the others were cleared")
+    assert err.getvalue().rstrip().endswith("the others were flushed")
     assert [key for key in kept if cache.get(key) is not None] == []
+
+
+@pytest.mark.parametrize("ignore", [False, True], ids=["raising", "IGNORE_EXCEPTIONS"])
+def test_clear_reports_a_memcached_server_that_refuses_to_flush(settings, memcached_factory,
+                                                                ignore):
+    refusing = memcached_factory(extra=("-F",))  # flush_all disabled
+    settings.CACHES = {"mc": {"BACKEND": MEMCACHED, "LOCATION": refusing.location,
+                              "OPTIONS": {"IGNORE_EXCEPTIONS": ignore}}}
+    caches["mc"].set("k", "v")
+    err = io.StringIO()
+    with pytest.raises(CommandError, match=r"1 of 1 caches could not be cleared: 'mc'"):
+        call_command("cache_clear", interactive=False, stdout=io.StringIO(), stderr=err)
+    assert f"Cache 'mc' ({MEMCACHED}) was not cleared: " in err.getvalue()
+    assert caches["mc"].get("k") == "v"
+
+
+def test_clear_of_a_memcached_cache_whose_servers_are_all_dead(settings):
+    dead = f"127.0.0.1:{free_port()}"
+    settings.CACHES = {"mc": {"BACKEND": MEMCACHED, "LOCATION": [dead],
+                              "OPTIONS": {"IGNORE_EXCEPTIONS": True}}}
+    err = io.StringIO()
+    with pytest.raises(CommandError, match=r"1 of 1 caches could not be cleared: 'mc'"):
+        call_command("cache_clear", interactive=False, stdout=io.StringIO(), stderr=err)
+    assert f"Cache 'mc' ({MEMCACHED}) was not cleared: " in err.getvalue()
+    assert "others" not in err.getvalue()
 
 
 def test_clear_in_a_subprocess(shm_entry):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -24,13 +25,26 @@ from django_nativecache.management.introspect import (
 )
 
 
-def _clear(cache: BaseCache) -> str | None:
-    """Clears the cache; what went wrong, or None. For memcached (ours), a server that does
-    not answer after the flush is named, whether the flush raised or IGNORE_EXCEPTIONS
-    swallowed its error: the servers that answered were cleared, that one perhaps not."""
+def _strict(alias: str, cache: BaseCache) -> BaseCache:
+    """The cache, or for a memcached cache of ours that ignores errors a twin that does
+    not: a flush that fails must say so."""
+    if not isinstance(cache, MemcachedCache):
+        return cache
+    entry = settings.CACHES[alias]
+    options = dict(entry.get("OPTIONS") or {})
+    if not (options.get("IGNORE_EXCEPTIONS") or options.get("ignore_exc")):
+        return cache
+    options.update(IGNORE_EXCEPTIONS=False, ignore_exc=False)
+    params = {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")}
+    return type(cache)(entry.get("LOCATION", ""), {**params, "OPTIONS": options})
+
+
+def _clear(alias: str, cache: BaseCache) -> str | None:
+    """Clears the cache; what went wrong, or None. For memcached (ours) the servers that
+    do not answer are named when others do (those were flushed)."""
     try:
-        cache.clear()
-        error = None
+        _strict(alias, cache).clear()
+        return None
     except Exception as exc:
         error = one_line(exc)
     if isinstance(cache, MemcachedCache):
@@ -40,11 +54,11 @@ def _clear(cache: BaseCache) -> str | None:
             servers = {}
         missed = {server: values["error"] for server, values in servers.items()
                   if "error" in values}
-        if missed:
+        if missed and len(missed) < len(servers):
             why = "; ".join(f"{server}: {' '.join(str(e).split())}" for server, e in missed.items())
             return (f"was not cleared on {len(missed)} of its {len(servers)} servers ({why}); "
-                    "the others were cleared")
-    return None if error is None else f"was not cleared: {error}"
+                    "the others were flushed")
+    return f"was not cleared: {error}"
 
 
 class Command(BaseCommand):
@@ -92,7 +106,7 @@ class Command(BaseCommand):
                     f"Cache {alias!r} ({backend_path(alias)}) was not cleared: {one_line(exc)}"
                 )
                 continue
-            problem = _clear(cache)
+            problem = _clear(alias, cache)
             if problem is not None:  # one broken cache must not keep the others full
                 failed.append(alias)
                 self.stderr.write(f"Cache {alias!r} ({backend_path(alias)}) {problem}")
