@@ -16,6 +16,7 @@ the same thing.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 from tests import mcserver
@@ -53,8 +54,21 @@ SKIPS: dict[str, dict[str, str]] = {
 # test_view_decorator sleeps 2 s against cache_page(3). memcached keeps time in whole
 # seconds, so such a test starts just after the server's clock ticks
 # (MemcachedServer.wait_for_tick) rather than at a random point of a server second,
-# where up to one of those 3 s could already be gone.
+# where up to one of those 3 s could already be gone. The same test sets pages with a
+# 1 s timeout on "other" and reads them back at once: "other"'s clock must not tick in
+# between, so it ticks half a second away from main's (_servers).
 _SLEEPS_WITHIN_A_TIMEOUT = ("test_view_decorator",)
+
+
+def _servers(main: str, other: str, unix: bool = False) -> tuple[mcserver.MemcachedServer,
+                                                                  mcserver.MemcachedServer]:
+    """The two servers of a suite, "other" started half a second after a tick of "main".
+    A memcached server moves its clock on once a second from its own start, so "other"
+    then ticks half a second after each tick of "main"."""
+    first = mcserver.shared(main, unix=unix)
+    first.wait_for_tick()
+    time.sleep(0.5)
+    return first, mcserver.shared(other, unix=unix)
 
 
 def _start_on_a_fresh_second(cls: type, server: mcserver.MemcachedServer) -> None:
@@ -96,14 +110,8 @@ def _suite(prefix: str, main: mcserver.MemcachedServer, other: mcserver.Memcache
     return suite
 
 
+globals().update(_suite("Memcached", *_servers("main", "other"), {}))
 globals().update(
-    _suite("Memcached", mcserver.shared("main"), mcserver.shared("other"), {})
-)
-globals().update(
-    _suite(
-        "MemcachedBinaryUnix",
-        mcserver.shared("unix-main", unix=True),
-        mcserver.shared("unix-other", unix=True),
-        {"binary": True},
-    )
+    _suite("MemcachedBinaryUnix", *_servers("unix-main", "unix-other", unix=True),
+           {"binary": True})
 )
