@@ -69,6 +69,8 @@ _SHM_HINT = "Lower OPTIONS['SIZE'], or give /dev/shm more room (mount -o remount
 def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     for alias, entry in settings.CACHES.items():
+        if not isinstance(entry, Mapping):
+            continue  # Django's cache handler refuses it when the cache is first used
         backend = str(entry.get("BACKEND", ""))
         try:
             cls = _our_class(backend)
@@ -126,6 +128,8 @@ def _file_caches(report: bool) -> tuple[list[CheckMessage], list[tuple[str, Any,
     messages: list[CheckMessage] = []
     found: list[tuple[str, Any, str]] = []
     for alias, entry in settings.CACHES.items():
+        if not isinstance(entry, Mapping):
+            continue  # Django's cache handler refuses it when the cache is first used
         backend = str(entry.get("BACKEND", ""))
         location = entry.get("LOCATION", "")
         try:
@@ -144,8 +148,8 @@ def _file_caches(report: bool) -> tuple[list[CheckMessage], list[tuple[str, Any,
             if report and cls is None:
                 messages.append(_error(4, alias, backend, f"cannot be opened: {_text(exc)}"))
             continue
-        if isinstance(cache, _FILE_CLASSES):
-            found.append((alias, location, cache._dir))
+        if isinstance(cache, _FILE_CLASSES) and isinstance(location, (str, os.PathLike)):
+            found.append((alias, location, os.fsdecode(cache._dir)))
     return messages, found
 
 

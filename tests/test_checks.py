@@ -426,6 +426,16 @@ def test_our_file_cache_gets_djangos_warnings_whatever_else_is_broken(settings, 
     assert list(tmp_path.iterdir()) == []  # no directory made
 
 
+def test_settings_django_would_trip_over_never_crash_the_checks(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": DUMMY},
+        "bytes": {"BACKEND": DJANGO_FILE, "LOCATION": b"/tmp/bytes-location"},
+        "not a dict": "django.core.cache.backends.dummy.DummyCache",
+    }
+    messages = run_checks(include_deployment_checks=True)
+    assert [m for m in messages if m.id.startswith(("django_nativecache.", "caches."))] == []
+
+
 # -- manage.py check -----------------------------------------------------------------------------
 
 
