@@ -271,20 +271,24 @@ def test_demo_refuses_bad_arguments_before_starting_anything(args: tuple[str, ..
 
 
 def test_demo_interrupted_stops_at_once_and_cleans_up() -> None:
-    before = {name for name in os.listdir("/dev/shm") if name.startswith("dnc-")}
+    from django_nativecache.backends import shm
+    from django_nativecache.demo import settings as demo_settings
+
     proc = _demo("--workers", "2", "--seconds", "60", "--cost-ms", "1")
+    segment = Path("/dev/shm") / shm.segment_name(f"demo-{proc.pid}", demo_settings.SECRET_KEY)
     deadline = time.monotonic() + 60
     assert proc.stdout is not None
     while "distinct paths" not in proc.stdout.readline():  # the load is about to start
         assert time.monotonic() < deadline and proc.poll() is None
     time.sleep(2)
+    assert segment.exists()
     proc.send_signal(signal.SIGINT)
     interrupted = time.monotonic()
     _, err = proc.communicate(timeout=30)
     assert time.monotonic() - interrupted < 10  # not the 60 s the load would have run
     assert proc.returncode == 130
     assert "demo: interrupted" in err and "Traceback" not in err
-    assert {name for name in os.listdir("/dev/shm") if name.startswith("dnc-")} <= before
+    assert not segment.exists()
 
 
 
@@ -302,4 +306,4 @@ def test_demo_on_redis_starts_empty_and_leaves_no_keys() -> None:
                              r"(\d+) distinct parts", out)
         assert computed is not None, out
         assert int(computed[2]) == 25 and int(computed[1]) >= 25  # every part computed
-        assert list(client.scan_iter(match="nativecache-demo-*")) == []
+        assert list(client.scan_iter(match=f"nativecache-demo-{proc.pid}:*")) == []
