@@ -4,13 +4,15 @@ not asked on every write, transactions and routers are Django's, incr is atomic.
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core import management
 from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from django_nativecache.backends.db import DatabaseCache
@@ -52,6 +54,28 @@ def raw_value(key: str) -> str:
         )
         row = cursor.fetchone()
     return None if row is None else connection.ops.process_clob(row[0])
+
+
+def in_threads(work, count: int = 4) -> None:
+    """Runs ``work(n)`` in ``count`` threads, each with a connection of its own (closed
+    after), as Django's request threads; re-raises the first error."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def test_reads_what_djangos_database_cache_wrote(table):
@@ -172,13 +196,91 @@ def test_a_failed_write_inside_a_transaction_leaves_it_usable(table):
         cache.set("before", 1)
         assert cache.set("boom", 2) is None
         assert cache.add("boom-add", 2) is False
-        assert cache.set_many({"boom-many": 1, "also": 2}) == ["boom-many", "also"]
+        # The refused key alone is returned; the others are stored, as Django's would be.
+        assert cache.set_many({"boom-many": 1, "also": 2}) == ["boom-many"]
         assert cache.get("before") == 1
         cache.set("after", 3)
     assert cache.get_many(["before", "boom", "boom-add", "also", "after"]) == {
         "before": 1,
+        "also": 2,
         "after": 3,
     }
+
+
+def test_set_many_returns_exactly_the_refused_keys_across_chunks(table):
+    _refuse_keys_with_boom()
+    cache = build(MAX_ENTRIES=10_000)
+    data = {f"k{i:04}": i for i in range(1200)} | {"boom-1": 1, "k0600boom": 2}
+    assert sorted(cache.set_many(data)) == ["boom-1", "k0600boom"]
+    stored = cache.get_many(list(data))
+    assert len(stored) == 1200 and stored["k0599"] == 599 and stored["k1199"] == 1199
+
+
+def test_a_refused_incr_raises_and_leaves_the_transaction_usable(table):
+    cache = build()
+    cache.set("boom-n", 1)
+    _refuse_keys_with_boom()
+    if connection.vendor == "sqlite":  # its trigger above refuses inserts only
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TRIGGER nc_boom_update BEFORE UPDATE ON "
+                f"{connection.ops.quote_name(TABLE)} WHEN NEW.cache_key LIKE '%boom%' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+    with transaction.atomic():
+        cache.set("before", 1)
+        with pytest.raises(DatabaseError):
+            cache.incr("boom-n")
+        assert cache.get("before") == 1  # PostgreSQL would refuse it in an aborted one
+        cache.set("after", 2)
+    assert cache.get_many(["before", "boom-n", "after"]) == {"before": 1, "boom-n": 1,
+                                                             "after": 2}
+
+
+@pytest.mark.skipif("connection.vendor == 'sqlite'",
+                    reason="SQLite's in-memory test database locks whole tables against "
+                           "concurrent writers; the same test runs on PostgreSQL")
+def test_writers_of_overlapping_keys_in_any_order_never_deadlock(table):
+    keys = [f"shared-{i}" for i in range(30)]
+    failed: list[object] = []
+
+    def work(n: int) -> None:
+        order = random.Random(n)
+        own = build(MAX_ENTRIES=10_000)
+        for _ in range(30):
+            shuffled = keys[:]
+            order.shuffle(shuffled)
+            failed.extend(own.set_many({k: n for k in shuffled}))
+
+    in_threads(work)
+    assert failed == []  # a deadlock makes PostgreSQL abort a writer: its keys come back
+    assert len(build().get_many(keys)) == 30
+
+
+@pytest.mark.skipif("connection.vendor == 'sqlite'",
+                    reason="SQLite's in-memory test database locks whole tables against "
+                           "concurrent writers; the same test runs on PostgreSQL")
+def test_aincr_is_incr_atomic_and_keeping_the_expiry(table):
+    cache = build()
+    cache.set("n", 0, 5000)
+    expires = _expires("n")
+
+    def work(n: int) -> None:
+        own = build()
+        for _ in range(50):
+            async_to_sync(own.aincr)("n")
+
+    in_threads(work)
+    assert cache.get("n") == 200
+    assert async_to_sync(cache.adecr)("n", 10) == 190
+    assert _expires("n") == expires
+
+
+def _expires(key: str) -> object:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT expires FROM %s WHERE cache_key = %%s"
+                       % connection.ops.quote_name(TABLE), [f":1:{key}"])
+        return cursor.fetchone()[0]
 
 
 def test_a_failed_write_with_autocommit_off_leaves_the_transaction_usable(table):
@@ -233,24 +335,13 @@ def test_incr_keeps_expiry_and_handles_non_integers(table):
 def test_incr_is_atomic_across_threads(table):
     cache = build()
     cache.set("counter", 0)
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            own = build()  # a cache instance and a connection per thread, as in Django
-            for _ in range(100):
-                own.incr("counter")
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def work(n: int) -> None:
+        own = build()  # a cache instance and a connection per thread, as in Django
+        for _ in range(100):
+            own.incr("counter")
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    in_threads(work)
     assert cache.get("counter") == 400
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import BaseDatabaseCache
@@ -343,7 +344,9 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                 self._write_text(made, text, timeout)
             return []
         exp = self._expiry(connection, timeout)
-        items = list(rows.items())
+        # In key order: writers of overlapping keys lock their rows in one order, so two
+        # of them never deadlock (PostgreSQL would abort one).
+        items = sorted(rows.items())
         with connection.cursor() as cursor:
             self._make_room(db, connection, sql, cursor, len(items))
             try:
@@ -353,8 +356,22 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                         params = [p for made, text in chunk for p in (made, text, exp)]
                         cursor.execute(sql.insert(len(chunk)), params)
             except DatabaseError:
-                return [k for k in data]
+                # Some row was refused: each again on its own, as Django writes them, so
+                # the others are stored and exactly the refused keys are returned.
+                keys = {self._final_key(k, version): k for k in data}
+                return [keys[made] for made, text in items
+                        if not self._insert_one(connection, sql, cursor, made, text, exp)]
         return []
+
+    @staticmethod
+    def _insert_one(connection: Any, sql: _Sql, cursor: Any, made: str, text: str,
+                    exp: Any) -> bool:
+        try:
+            with _savepoint(connection):
+                cursor.execute(sql.insert(1), [made, text, exp])
+        except DatabaseError:
+            return False
+        return True
 
     def _write_text(self, made: str, text: str, timeout: Any) -> None:
         db, connection, sql = self._connection(write=True)
@@ -404,12 +421,19 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                 old_text = connection.ops.process_clob(row[0])
                 new_value = self._store.decode_text(old_text) + delta
                 # Committed only if nobody wrote the key since it was read; the expiry stays.
-                cursor.execute(
-                    sql.cas_value,
-                    [self._store.encode_text(new_value), made, old_text, self._now(connection)],
-                )
+                # A refused write raises, under a savepoint: the caller's transaction stays.
+                with _savepoint(connection):
+                    cursor.execute(
+                        sql.cas_value,
+                        [self._store.encode_text(new_value), made, old_text,
+                         self._now(connection)],
+                    )
                 if cursor.rowcount > 0:
                     return new_value
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        # BaseCache's is a get and a set: neither atomic nor keeping the expiry as incr().
+        return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
 
     def clear(self) -> None:
         db, connection, sql = self._connection(write=True)
