@@ -56,8 +56,11 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
       break;
     case Code::kIo:
       if (s.err != 0) {
-        // An OSError with errno and text, as Python's own I/O would raise.
-        std::string text = std::string(what) + ": " + std::strerror(s.err);
+        // An OSError with errno and text, as Python's own I/O would raise; the text
+        // names the OS error once (the file store's already ends with it).
+        std::string text(what);
+        const std::string reason = std::string(": ") + std::strerror(s.err);
+        if (!text.ends_with(reason)) text += reason;
         Ref args(Py_BuildValue("(is)", s.err, text.c_str()));
         if (args) PyErr_SetObject(st->io_error, args.get());
       } else {
