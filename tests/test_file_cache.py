@@ -4,6 +4,7 @@ that patch ``open``."""
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -50,6 +51,20 @@ def test_read_errors_other_than_a_missing_file_raise(tmp_path):
     with pytest.raises(OSError) as info:
         cache.get("k")
     assert isinstance(info.value, CacheIOError)
+
+
+def test_a_counters_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the cache's")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / ".nativecache").symlink_to(victim)
+    cache = build(tmp_path / "cache")
+    with pytest.raises(CacheIOError) as raised:
+        cache.set("k", "v")
+    assert raised.value.errno == errno.ELOOP
+    assert str(raised.value).count(os.strerror(errno.ELOOP)) == 1
+    assert ".nativecache" in str(raised.value)
+    assert victim.read_text() == "not the cache's"
 
 
 def test_has_key_after_the_file_vanished(tmp_path):

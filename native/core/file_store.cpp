@@ -351,10 +351,12 @@ class CounterFds {
     static std::once_flag once;
     std::call_once(once, [] { ::pthread_atfork(&prepare, &parent, &child); });
   }
+  // Never through a symbolic link: one planted as .nativecache would have this process
+  // rewrite whatever file it points at.
   static int open(const char* path, int flags, mode_t mode) {
     Registry& r = registry();
     std::lock_guard guard(r.mu);
-    int fd = open_file(path, flags, mode);
+    int fd = open_file(path, flags | O_NOFOLLOW, mode);
     if (fd >= 0) {
       try {
         r.fds.push_back(fd);

@@ -610,6 +610,20 @@ TEST_F(FileStoreTest, StatsCountWhatHappenedBeforeTheDirectoryExisted) {
   EXPECT_EQ(s.stats().sets, 1u);
 }
 
+TEST_F(FileStoreTest, ACountersFileThatIsASymlinkIsNeverFollowed) {
+  fs::create_directories(dir_);
+  const fs::path victim = root_ / "victim.txt";
+  { std::ofstream(victim) << "not the cache's"; }
+  fs::create_symlink(victim, fs::path(dir_) / ".nativecache");
+  FileStore& s = make();
+  Status st = put(s, "k", "v");
+  EXPECT_FALSE(st.ok());
+  std::ifstream in(victim);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "not the cache's");
+  EXPECT_EQ(s.stats().sets, 0u);
+}
+
 TEST_F(FileStoreTest, ForkedChildrenDoNotCountTheirParentsMissesAgain) {
   FileStore& s = make();
   for (const char* key : {"a", "b", "c", "d", "e"}) EXPECT_FALSE(get(s, key).hit());
