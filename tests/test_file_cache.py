@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from django_nativecache.backends.filebased import FileBasedCache
-from django_nativecache.exceptions import CacheIOError, StorageFull
+from django_nativecache.exceptions import CacheIOError, StorageFull, ValueTooLarge
 
 
 def build(path: Path | str, **options) -> FileBasedCache:
@@ -65,6 +65,18 @@ def test_a_counters_file_that_is_a_symlink_is_refused_and_its_target_untouched(t
     assert str(raised.value).count(os.strerror(errno.ELOOP)) == 1
     assert ".nativecache" in str(raised.value)
     assert victim.read_text() == "not the cache's"
+
+
+def test_a_compressible_value_too_large_to_read_back_is_refused(tmp_path):
+    cache = build(tmp_path, COMPRESS_MIN_LENGTH=1024)
+    cache.set("k", "old")
+    huge = b"a" * (300 << 20)  # would compress to a few hundred KB
+    with pytest.raises(ValueTooLarge):
+        cache.set("k", huge)
+    assert cache.get("k") == "old"
+    roomy = build(tmp_path / "roomy", COMPRESS_MIN_LENGTH=1024, MAX_ITEM_SIZE="512MB")
+    roomy.set("k", huge)  # kept as it is, and readable
+    assert roomy.get("k") == huge
 
 
 def test_has_key_after_the_file_vanished(tmp_path):

@@ -17,6 +17,9 @@ std::span<const std::byte> bytes_of(const char* p, Py_ssize_t n) noexcept {
 
 void maybe_compress(const CodecOptions& opts, Encoded& out) {
   if (opts.compress_min == 0 || out.data.size() < opts.compress_min) return;
+  // A value that would inflate past what a read inflates stays as it is: the store's size
+  // limit then refuses it (ValueTooLarge) or keeps it readable, never stored unreadable.
+  if (out.data.size() > kMaxInflated) return;
   std::optional<std::string> packed;
   if (out.data.size() > kReleaseGilAbove) {
     Py_BEGIN_ALLOW_THREADS
