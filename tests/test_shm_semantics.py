@@ -82,6 +82,17 @@ def test_append_checks_the_stored_type(cache):
     assert cache.get("k") == "text"
 
 
+def test_append_to_a_compressed_value_says_why_it_cannot():
+    c = shmutil.build(shmutil.unique_location("sem"), SIZE="1MB", COMPRESS_MIN_LENGTH=10)
+    try:
+        c.set("k", "x" * 100)  # stored compressed
+        with pytest.raises(TypeError, match=r"not compressed \(see COMPRESS_MIN_LENGTH\)"):
+            c.append("k", "y")
+        assert c.get("k") == "x" * 100
+    finally:
+        c.delete_segment()
+
+
 def test_ttl(cache):
     cache.set("forever", 1, timeout=None)
     cache.set("soon", 1, timeout=100)

@@ -30,7 +30,8 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
       break;
     case Code::kTypeMismatch:
       PyErr_SetString(PyExc_TypeError,
-                      "append/prepend needs a value of the stored type (both bytes or both str)");
+                      "append/prepend needs a value of the stored type (both bytes or both str) "
+                      "and a stored value that is not compressed (see COMPRESS_MIN_LENGTH)");
       break;
     case Code::kNotNumeric:
     case Code::kOverflow:
