@@ -79,6 +79,19 @@ def test_a_compressible_value_too_large_to_read_back_is_refused(tmp_path):
     assert roomy.get("k") == huge
 
 
+def test_a_counters_file_truncated_by_hand_kills_no_worker(tmp_path):
+    cache = build(tmp_path)
+    cache.set("k", "v")
+    counters = tmp_path / ".nativecache"
+    size = counters.stat().st_size
+    os.truncate(counters, 0)  # as `: > .nativecache`: the mapped page is gone
+    assert cache.get("k") == "v"  # a hit is counted on it: SIGBUS, unguarded
+    cache.set("k2", "v2")  # the file is repaired and mapped again
+    assert counters.stat().st_size == size
+    assert cache.get("k2") == "v2"
+    assert cache.stats()["sets"] == 1
+
+
 def test_has_key_after_the_file_vanished(tmp_path):
     cache = build(tmp_path)
     assert cache.add("key", "value") is True

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -583,6 +585,76 @@ static_assert(offsetof(Counters, entries) == sizeof(CounterHead));
 
 }  // namespace
 
+// Mappings of .nativecache and what to do when one of them loses its pages. Something
+// outside the cache may truncate the file (`: > .nativecache`): the pages past its new end
+// are gone, and the next access to them would kill the process with SIGBUS. A SIGBUS
+// inside one of these mappings puts a private zeroed page in its place instead and the
+// access goes on there (the count is lost); the zeroed block no longer carries the magic,
+// so the next write or stats() of the store repairs the file and maps it again. A SIGBUS
+// anywhere else goes to whatever handled it before.
+class MappedCounters {
+ public:
+  static void add(void* block) noexcept {
+    install();
+    for (auto& slot : slots_) {
+      void* expected = nullptr;
+      if (slot.compare_exchange_strong(expected, block, std::memory_order_acq_rel)) return;
+    }
+    // No slot left (more than kSlots blocks in one process): that block is unguarded.
+  }
+  static void remove(void* block) noexcept {
+    for (auto& slot : slots_) {
+      void* expected = block;
+      if (slot.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel)) return;
+    }
+  }
+
+ private:
+  static constexpr std::size_t kSlots = 1024;
+  static inline std::atomic<void*> slots_[kSlots] = {};
+  static inline struct sigaction previous_ = {};
+
+  static std::size_t length() noexcept {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    const std::size_t p = page > 0 ? static_cast<std::size_t>(page) : 4096;
+    return (sizeof(Counters) + p - 1) / p * p;
+  }
+
+  static void install() noexcept {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      struct sigaction action {};
+      action.sa_sigaction = &on_sigbus;
+      action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+      sigemptyset(&action.sa_mask);
+      ::sigaction(SIGBUS, &action, &previous_);
+    });
+  }
+
+  static void on_sigbus(int sig, siginfo_t* info, void* context) {
+    const auto* at = static_cast<const char*>(info->si_addr);
+    const std::size_t span = length();
+    for (auto& slot : slots_) {
+      auto* base = static_cast<char*>(slot.load(std::memory_order_acquire));
+      if (base == nullptr || at < base || at >= base + span) continue;
+      void* fresh = ::mmap(base, span, PROT_READ | PROT_WRITE,
+                           MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (fresh == base) return;  // the access is made again, on the private page
+      break;
+    }
+    if (previous_.sa_flags & SA_SIGINFO) {
+      if (previous_.sa_sigaction != nullptr) previous_.sa_sigaction(sig, info, context);
+      return;
+    }
+    if (previous_.sa_handler == SIG_IGN) return;
+    if (previous_.sa_handler == SIG_DFL || previous_.sa_handler == nullptr) {
+      ::signal(sig, SIG_DFL);  // the access faults again and ends the process, as before
+      return;
+    }
+    previous_.sa_handler(sig);
+  }
+};
+
 // The counters a store updates: the mapping of .nativecache once a write (or stats) has
 // found the file, a private block before that. A block is never unmapped while the
 // store lives (another thread may be incrementing it); when the file is replaced (the
@@ -591,7 +663,10 @@ class CounterMap {
  public:
   CounterMap() : local_(std::make_unique<Counters>()), block_(local_.get()) {}
   ~CounterMap() {
-    for (void* p : mapped_) ::munmap(p, sizeof(Counters));
+    for (void* p : mapped_) {
+      MappedCounters::remove(p);
+      ::munmap(p, sizeof(Counters));
+    }
   }
   CounterMap(const CounterMap&) = delete;
   CounterMap& operator=(const CounterMap&) = delete;
@@ -615,6 +690,7 @@ class CounterMap {
       ::munmap(p, sizeof(Counters));
       return;
     }
+    MappedCounters::add(p);
     dev_.store(static_cast<std::uint64_t>(st.st_dev), std::memory_order_relaxed);
     ino_.store(static_cast<std::uint64_t>(st.st_ino), std::memory_order_relaxed);
     block_.store(static_cast<Counters*>(p), std::memory_order_release);

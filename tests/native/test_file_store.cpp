@@ -610,6 +610,27 @@ TEST_F(FileStoreTest, StatsCountWhatHappenedBeforeTheDirectoryExisted) {
   EXPECT_EQ(s.stats().sets, 1u);
 }
 
+TEST_F(FileStoreTest, ACountersFileTruncatedUnderItsMappingKillsNobody) {
+  FileStore& s = make();
+  ASSERT_TRUE(put(s, "k", "v").ok());
+  const fs::path counters = fs::path(dir_) / ".nativecache";
+  ASSERT_EQ(::truncate(counters.c_str(), 0), 0);  // the mapped page is gone
+  EXPECT_EQ(get(s, "k").value, "v");  // counts a hit on it: SIGBUS without the guard
+  EXPECT_FALSE(get(s, "missing").hit());
+  ASSERT_TRUE(put(s, "k2", "v2").ok());  // repairs the file and maps it again
+  EXPECT_EQ(fs::file_size(counters), sizeof(nativecache::file::Counters));
+  EXPECT_TRUE(get(s, "k2").hit());
+  StoreStats st = s.stats();
+  EXPECT_EQ(st.hits, 1u);  // what was counted before the repair is gone with the page
+  EXPECT_EQ(st.sets, 1u);
+  // Another process mapping it meanwhile is guarded the same way.
+  FileStore& t = make();
+  EXPECT_TRUE(get(t, "k").hit());
+  ASSERT_EQ(::truncate(counters.c_str(), 0), 0);
+  auto child = spawn([&t] { return get(t, "k").hit() && get(t, "k2").hit() ? 0 : 1; });
+  EXPECT_EQ(child->wait_for(10000), 0);
+}
+
 TEST_F(FileStoreTest, ACountersFileThatIsASymlinkIsNeverFollowed) {
   fs::create_directories(dir_);
   const fs::path victim = root_ / "victim.txt";
