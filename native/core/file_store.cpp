@@ -613,45 +613,60 @@ class MappedCounters {
   static constexpr std::size_t kSlots = 1024;
   static inline std::atomic<void*> slots_[kSlots] = {};
   static inline struct sigaction previous_ = {};
-
-  static std::size_t length() noexcept {
-    const long page = ::sysconf(_SC_PAGESIZE);
-    const std::size_t p = page > 0 ? static_cast<std::size_t>(page) : 4096;
-    return (sizeof(Counters) + p - 1) / p * p;
-  }
+  static inline std::size_t span_ = 4096;  // the mappings' length, whole pages
 
   static void install() noexcept {
     static std::once_flag once;
     std::call_once(once, [] {
+      const long page = ::sysconf(_SC_PAGESIZE);  // not in the handler: not signal-safe
+      const std::size_t p = page > 0 ? static_cast<std::size_t>(page) : 4096;
+      span_ = (sizeof(Counters) + p - 1) / p * p;
       struct sigaction action {};
       action.sa_sigaction = &on_sigbus;
       action.sa_flags = SA_SIGINFO | SA_ONSTACK;
       sigemptyset(&action.sa_mask);
-      ::sigaction(SIGBUS, &action, &previous_);
+      ::sigaction(SIGBUS, nullptr, &previous_);  // read first: the handler may run at once
+      ::sigaction(SIGBUS, &action, nullptr);
     });
   }
 
   static void on_sigbus(int sig, siginfo_t* info, void* context) {
-    const auto* at = static_cast<const char*>(info->si_addr);
-    const std::size_t span = length();
+    const int saved_errno = errno;
+    const bool fault = info != nullptr && info->si_code > 0;  // not kill() or raise()
+    if (fault && rescue(static_cast<const char*>(info->si_addr))) {
+      errno = saved_errno;
+      return;  // the access is made again, on the private page
+    }
+    pass_on(sig, info, context, fault);
+    errno = saved_errno;
+  }
+
+  static bool rescue(const char* at) noexcept {
     for (auto& slot : slots_) {
       auto* base = static_cast<char*>(slot.load(std::memory_order_acquire));
-      if (base == nullptr || at < base || at >= base + span) continue;
-      void* fresh = ::mmap(base, span, PROT_READ | PROT_WRITE,
-                           MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (fresh == base) return;  // the access is made again, on the private page
-      break;
+      if (base == nullptr || at < base || at >= base + span_) continue;
+      return ::mmap(base, span_, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0) == base;
     }
-    if (previous_.sa_flags & SA_SIGINFO) {
-      if (previous_.sa_sigaction != nullptr) previous_.sa_sigaction(sig, info, context);
+    return false;
+  }
+
+  // What the disposition before ours would have done. A fault repeats its access when the
+  // handler returns, so an ignored one ends the process as the kernel would end it.
+  static void pass_on(int sig, siginfo_t* info, void* context, bool fault) noexcept {
+    const struct sigaction before = previous_;
+    if (before.sa_handler == SIG_IGN && !fault) return;
+    if (before.sa_handler == SIG_DFL || before.sa_handler == SIG_IGN) {
+      ::signal(sig, SIG_DFL);
+      if (!fault) ::raise(sig);  // delivered when this handler returns
       return;
     }
-    if (previous_.sa_handler == SIG_IGN) return;
-    if (previous_.sa_handler == SIG_DFL || previous_.sa_handler == nullptr) {
-      ::signal(sig, SIG_DFL);  // the access faults again and ends the process, as before
-      return;
+    if (before.sa_flags & SA_RESETHAND) ::signal(sig, SIG_DFL);  // one-shot, as it was
+    if (before.sa_flags & SA_SIGINFO) {
+      before.sa_sigaction(sig, info, context);
+    } else {
+      before.sa_handler(sig);
     }
-    previous_.sa_handler(sig);
   }
 };
 

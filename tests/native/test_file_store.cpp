@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -629,6 +630,30 @@ TEST_F(FileStoreTest, ACountersFileTruncatedUnderItsMappingKillsNobody) {
   ASSERT_EQ(::truncate(counters.c_str(), 0), 0);
   auto child = spawn([&t] { return get(t, "k").hit() && get(t, "k2").hit() ? 0 : 1; });
   EXPECT_EQ(child->wait_for(10000), 0);
+}
+
+// A SIGBUS elsewhere (here: another file's mapping truncated) still ends the process, as
+// the handler before ours (the default, or a sanitizer's) would have it.
+TEST_F(FileStoreTest, ASigbusOutsideTheCountersStillEndsTheProcess) {
+  FileStore& s = make();
+  ASSERT_TRUE(put(s, "k", "v").ok());  // the guard is installed
+  const std::string other = (root_ / "other").string();
+  auto ended_abnormally = [](int status) {
+    return WIFSIGNALED(status) ? WTERMSIG(status) == SIGBUS
+                               : WIFEXITED(status) && WEXITSTATUS(status) != 0;
+  };
+  EXPECT_EXIT(
+      {
+        int fd = ::open(other.c_str(), O_RDWR | O_CREAT, 0600);
+        if (fd < 0 || ::ftruncate(fd, 4096) != 0) ::_exit(0);
+        auto* p = static_cast<volatile char*>(
+            ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+        if (::ftruncate(fd, 0) != 0) ::_exit(0);
+        p[0] = 1;  // SIGBUS
+        ::_exit(0);
+      },
+      ended_abnormally, "");
+  EXPECT_EQ(get(s, "k").value, "v");
 }
 
 TEST_F(FileStoreTest, ACountersFileThatIsASymlinkIsNeverFollowed) {
