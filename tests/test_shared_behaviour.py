@@ -74,11 +74,18 @@ class Colour(enum.IntEnum):
     RED = 1
 
 
-VALUES = [b"raw \x00 bytes", "żółw", "", 0, -7, 2**100, True, False, None, 1.25, Colour.RED,
+# 10**5000 has more digits than str() gives by default (sys.get_int_max_str_digits()).
+VALUES = [b"raw \x00 bytes", "żółw", "", 0, -7, 2**100, 10**5000, -(10**5000), True, False, None, 1.25, Colour.RED,
           bytearray(b"ba"), "\ud800 lone surrogate", "nul \x00 inside", {"a": [1, (2, 3)]}]
 
 
-@pytest.mark.parametrize("value", VALUES, ids=[repr(v)[:20] for v in VALUES])
+def _value_id(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 1000:
+        return f"{'-' if value < 0 else ''}int of {value.bit_length()} bits"
+    return repr(value)[:20]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[_value_id(v) for v in VALUES])
 def test_values_keep_type_and_value(cache, value):
     cache.set("v", value)
     got = cache.get("v")
@@ -118,6 +125,9 @@ def test_incr_decr(cache):
     cache.set("edge", 2**63 - 1)
     assert cache.incr("edge") == 2**63
     assert cache.get("edge") == 2**63
+    cache.set("huge", 10**5000)
+    assert cache.incr("huge") == 10**5000 + 1
+    assert cache.get("huge") == 10**5000 + 1
     cache.set("f", 1.5)
     assert cache.incr("f") == 2.5
     cache.set("none", None)

@@ -74,19 +74,27 @@ bool encode(ModuleState* st, const CodecOptions& opts, PyObject* value, Encoded&
   } else if (PyLong_CheckExact(value)) {
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    bool decimal = true;
     if (overflow == 0) {
       out.buf.resize(24);
       out.buf.resize(codec::format_int(v, out.buf.data()));
-    } else {
-      Ref text(PyObject_Str(value));
+    } else if (Ref text(PyObject_Str(value)); text) {
       Py_ssize_t n = 0;
-      const char* p = text ? PyUnicode_AsUTF8AndSize(text.get(), &n) : nullptr;
+      const char* p = PyUnicode_AsUTF8AndSize(text.get(), &n);
       if (p == nullptr) return false;
       out.buf.assign(p, static_cast<std::size_t>(n));
+    } else if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+      // Over sys.get_int_max_str_digits(): no decimal text, but pickle stores it.
+      PyErr_Clear();
+      decimal = false;
+    } else {
+      return false;
     }
-    out.flags = codec::kLong;
-    out.data = bytes_of(out.buf.data(), static_cast<Py_ssize_t>(out.buf.size()));
-    return true;
+    if (decimal) {
+      out.flags = codec::kLong;
+      out.data = bytes_of(out.buf.data(), static_cast<Py_ssize_t>(out.buf.size()));
+      return true;
+    }
   }
   PyObject* args[] = {value, st->pickle_protocol};
   Ref pickled(PyObject_Vectorcall(st->pickle_dumps, args, 2, nullptr));
