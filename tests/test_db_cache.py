@@ -153,6 +153,31 @@ def test_culling_keeps_the_table_at_max_entries(table):
         assert cursor.fetchone()[0] <= 31
 
 
+def test_set_many_culls_as_writing_each_row_would(table):
+    cache = build(MAX_ENTRIES=30, CULL_FREQUENCY=3)
+    for batch in range(3):
+        assert cache.set_many({f"b{batch}-{i:03d}": i for i in range(200)}) == []
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM %s" % connection.ops.quote_name(TABLE))
+            assert cursor.fetchone()[0] <= 31
+    assert cache.get("b2-199") == 199  # culling takes the lowest keys first, as Django
+
+
+def test_writes_to_a_table_that_is_gone_raise_as_djangos_do(table):
+    ours, django = build(), DjangoDatabaseCache(TABLE, {})
+    ours.set("a", 1)  # the rows were just counted: the next writes do not count them again
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE %s" % connection.ops.quote_name(TABLE))
+    try:
+        for cache in (ours, django):
+            for write in (lambda: cache.set("b", 2), lambda: cache.add("c", 3),
+                          lambda: cache.set_many({"d": 4, "e": 5}), lambda: cache.touch("a")):
+                with pytest.raises(DatabaseError):
+                    write()
+    finally:
+        management.call_command("createcachetable", verbosity=0)
+
+
 def test_a_write_rolled_back_with_its_transaction_is_gone(table):
     cache = build()
     cache.set("kept", 1)

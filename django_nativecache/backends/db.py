@@ -218,18 +218,32 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
             count.counted(num)
         count.added += adding
 
+    def _after_refusal(self, db: str, sql: _Sql, cursor: Any) -> None:
+        """A write failed quietly, as in Django; but Django counts the rows before every
+        write, so a table that is gone (or a database that does not answer) raises there.
+        Counting now gives that same error, where the cached count would have hidden it."""
+        cursor.execute(sql.count)
+        self._counts.setdefault(db, _RowCount()).counted(cursor.fetchone()[0])
+
     def _cull(self, connection: Any, sql: _Sql, cursor: Any, num: int) -> int:
+        """Django's cull: expired rows, then 1/CULL_FREQUENCY of the rest in key order,
+        again until at most MAX_ENTRIES are left (a batch, or other writers, may have
+        added many rows since the count: Django culls before each row it writes)."""
         if self._cull_frequency == 0:
             cursor.execute(sql.clear)
             return 0
         cursor.execute(sql.cull_expired, [self._now(connection)])
         num -= max(cursor.rowcount, 0)
-        if num > self._max_entries:
+        while num > self._max_entries:
             cursor.execute(sql.cull_key, [num // self._cull_frequency])
             last = cursor.fetchone()
-            if last:
-                cursor.execute(sql.cull_below, [last[0]])
-                num -= max(cursor.rowcount, 0)
+            if not last:
+                break
+            cursor.execute(sql.cull_below, [last[0]])
+            culled = max(cursor.rowcount, 0)
+            if culled == 0:
+                break
+            num -= culled
         return num
 
     # -- Django's API -------------------------------------------------------------------
@@ -285,7 +299,7 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         made = self._final_key(key, version)
-        _, connection, sql = self._connection(write=True)
+        db, connection, sql = self._connection(write=True)
         exp = self._expiry(connection, timeout)
         with connection.cursor() as cursor:
             try:
@@ -293,6 +307,7 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                     cursor.execute(sql.touch, [exp, made, self._now(connection)])
                     return cursor.rowcount > 0
             except DatabaseError:
+                self._after_refusal(db, sql, cursor)
                 return False
 
     def _write(self, mode: str, made: str, value: Any, timeout: Any) -> bool:
@@ -312,6 +327,7 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                     return self._write_portably(connection, sql, cursor, mode, made, text, exp)
             except DatabaseError:
                 # As Django's: a write that loses a race fails quietly.
+                self._after_refusal(db, sql, cursor)
                 return False
 
     def _write_portably(
@@ -355,13 +371,17 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                         chunk = items[i : i + _IN_CHUNK]
                         params = [p for made, text in chunk for p in (made, text, exp)]
                         cursor.execute(sql.insert(len(chunk)), params)
+                refused = []
             except DatabaseError:
                 # Some row was refused: each again on its own, as Django writes them, so
                 # the others are stored and exactly the refused keys are returned.
+                self._after_refusal(db, sql, cursor)
                 keys = {self._final_key(k, version): k for k in data}
-                return [keys[made] for made, text in items
-                        if not self._insert_one(connection, sql, cursor, made, text, exp)]
-        return []
+                refused = [keys[made] for made, text in items
+                           if not self._insert_one(connection, sql, cursor, made, text, exp)]
+            if len(items) > 1:
+                self._make_room(db, connection, sql, cursor, 0)  # the batch may overfill
+        return refused
 
     @staticmethod
     def _insert_one(connection: Any, sql: _Sql, cursor: Any, made: str, text: str,
@@ -381,7 +401,7 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
             try:
                 self._write_portably(connection, sql, cursor, "set", made, text, exp)
             except DatabaseError:
-                pass
+                self._after_refusal(db, sql, cursor)
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self._delete_made([self._final_key(key, version)])
