@@ -58,6 +58,14 @@ def run(name: str, *args: str, stdin: str | None = None, **options: Any) -> tupl
     return out.getvalue(), err.getvalue()
 
 
+def run_failing(name: str, *args: str) -> tuple[str, CommandError]:
+    """call_command that must fail: (its stdout, the CommandError)."""
+    out = io.StringIO()
+    with pytest.raises(CommandError) as failure:
+        call_command(name, *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue(), failure.value
+
+
 def manage(cache_settings: dict[str, Any], *args: str, stdin: str = "",
            db: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m django <args>`` in a process of its own, on tests.settings_commands."""
@@ -153,8 +161,9 @@ def test_stats_of_memcached_one_row_per_server_and_a_dead_one(settings, memcache
     assert cache.get(key) == "v"
 
     started = time.monotonic()
-    out, _ = run("cache_stats")
+    out, failure = run_failing("cache_stats")
     assert time.monotonic() - started < 10
+    assert str(failure) == "1 cache or server could not be read (the table says why)"
     live = stats_row(out, "default", memcached_server.address)
     assert live["items"] == "1" and live["hits"] == "1" and live["evictions"] == "0"
     assert stats_row(out, "default", dead)["error"]
@@ -176,9 +185,10 @@ def test_stats_of_djangos_backends_and_our_dummy(settings, tmp_path, memcached_s
     caches["djfile"].set("x", 1)
     caches["pymemcache"].set("x", 1)
     try:
-        out, _ = run("cache_stats")
+        out, failure = run_failing("cache_stats")  # the Redis server does not answer
     finally:
         caches["default"].clear()
+    assert failure.returncode == 1
     locmem = stats_row(out, "default", "cmd-stats (this process)")
     assert locmem["items"] == "2" and locmem["bytes"] != "0 B"
     assert (locmem["hits"], locmem["misses"], locmem["ratio"]) == ("-", "-", "-")
@@ -229,7 +239,8 @@ def test_stats_report_a_broken_cache_and_show_the_others(settings, shm_entry):
         "broken": {"BACKEND": SHM, "LOCATION": "x", "OPTIONS": {"NO_SUCH_OPTION": 1}},
         "nomodule": {"BACKEND": "no.such.module.Cache"},
     }
-    out, _ = run("cache_stats")
+    out, failure = run_failing("cache_stats")
+    assert str(failure) == "2 caches or servers could not be read (the table says why)"
     assert stats_row(out, "default")["items"] == "0"
     assert "NO_SUCH_OPTION" in stats_row(out, "broken")["error"]
     assert "no.such" in stats_row(out, "nomodule")["error"]
@@ -251,10 +262,12 @@ def test_stats_in_a_subprocess(shm_entry, memcached_server):
     ours = SharedMemoryCache(shm_entry["LOCATION"], {"OPTIONS": shm_entry["OPTIONS"]})
     ours.set("shared", 1)
     done = manage(config, "cache_stats")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # the dead server's row is an error
+    assert "1 cache or server could not be read" in done.stderr
     assert stats_row(done.stdout, "default")["items"] == "1"
     assert stats_row(done.stdout, "mc", memcached_server.address)["items"] == "0"
     assert "error" in stats_row(done.stdout, "mc", dead)
+    assert manage({"default": shm_entry}, "cache_stats").returncode == 0
 
     done = manage(config, "cache_stats", "nope")
     assert done.returncode == 1

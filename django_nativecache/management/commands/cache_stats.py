@@ -1,8 +1,8 @@
 """``manage.py cache_stats [alias ...]``: items, bytes, hits, misses and evictions of caches.
 
 One row per cache, one per server of a memcached cache. A backend that cannot tell a
-figure shows ``-``; a cache or server that fails shows its error in its row, and the
-others are still shown.
+figure shows ``-``; a cache or server that fails shows its error in its row, the others
+are still shown, and the exit status is 1 (so a monitoring script notices).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_nativecache.management.introspect import (
     StatsRow,
@@ -93,3 +93,8 @@ class Command(BaseCommand):
                     StatsRow(alias, backend, describe_location(location), error=one_line(exc))
                 )
         self.stdout.write(format_table(rows))
+        failed = sum(row.error is not None for row in rows)
+        if failed:
+            what = "cache or server" if failed == 1 else "caches or servers"
+            raise CommandError(f"{failed} {what} could not be read (the table says why)",
+                               returncode=1)
