@@ -400,6 +400,35 @@ def test_clear_in_a_subprocess(shm_entry):
     assert ours.get("k") == "v"
 
 
+def test_commands_do_not_create_a_segment_no_process_has_made(shm_entry):
+    config = {"default": shm_entry}
+    segment = Path("/dev/shm", shm.segment_name(shm_entry["LOCATION"], NAMESPACE))
+
+    stats = manage(config, "cache_stats")
+    assert stats.returncode == 0, stats.stderr
+    row = stats_row(stats.stdout, "default", "(not created yet)")
+    assert row["items"] == "0" and row["hits"] == "0" and row["evictions"] == "0"
+    cleared = manage(config, "cache_clear", "--noinput")
+    assert cleared.returncode == 0, cleared.stderr
+    assert "its segment was never created, so it held nothing" in cleared.stdout
+    keys = manage(config, "cache_keys")
+    assert keys.returncode == 0, keys.stderr
+    assert keys.stdout.strip() == "No keys (the cache's segment was never created)."
+    assert not segment.exists()
+
+    # Bad OPTIONS are still reported as such, not as an empty cache.
+    broken = {"default": {**shm_entry, "OPTIONS": {**shm_entry["OPTIONS"], "SIZE": "tiny"}}}
+    done = manage(broken, "cache_stats")
+    assert done.returncode == 1 and "SIZE" in stats_row(done.stdout, "default")["error"]
+
+    # Once a process has made it, the commands use it.
+    from django_nativecache.backends.shm import SharedMemoryCache
+
+    SharedMemoryCache(shm_entry["LOCATION"], {"OPTIONS": shm_entry["OPTIONS"]}).set("k", 1)
+    assert segment.exists()
+    assert stats_row(manage(config, "cache_stats").stdout, "default")["items"] == "1"
+
+
 # -- cache_keys ---------------------------------------------------------------------
 
 

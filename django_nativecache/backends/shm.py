@@ -79,6 +79,14 @@ def attach(name: str, options: dict[str, Any]) -> _native.Store:
         return store
 
 
+def segment_exists(name: str) -> bool:
+    """Whether the segment is on the host (or attached by this process) already."""
+    with _segments_lock:
+        if name in _segments:
+            return True
+    return os.path.exists(os.path.join("/dev/shm", name))
+
+
 def attached_segments() -> list[str]:
     """Names of the segments this process has attached to."""
     with _segments_lock:
@@ -100,13 +108,22 @@ def unlink(name: str) -> None:
 
 class SharedMemoryCache(InlineAsyncMixin, NativeCache):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
-        options = validate_options(
-            f"{type(self).__name__} {location!r}", params.get("OPTIONS") or {}, _SCHEMA
-        )
+        options = self._options(location, params)
         super().__init__(params)
         self._location = location
         self._segment = segment_name(location, options["NAMESPACE"])
         self._store = attach(self._segment, options)
+
+    @classmethod
+    def _options(cls, location: str, params: dict[str, Any]) -> dict[str, Any]:
+        return validate_options(f"{cls.__name__} {location!r}", params.get("OPTIONS") or {},
+                                _SCHEMA)
+
+    @classmethod
+    def segment_for(cls, location: str, params: dict[str, Any]) -> str:
+        """The segment an instance of these settings uses, found without attaching (bad
+        OPTIONS raise ImproperlyConfigured, as building the cache would)."""
+        return segment_name(location, cls._options(location, params)["NAMESPACE"])
 
     @property
     def segment(self) -> str:

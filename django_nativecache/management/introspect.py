@@ -25,12 +25,13 @@ from django.core.cache.backends.memcached import BaseMemcachedCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.management.base import CommandError
 from django.db import connections, router
+from django.utils.module_loading import import_string
 
 from django_nativecache.backends.base import NativeCache
 from django_nativecache.backends.dummy import DummyCache
 from django_nativecache.backends.filebased import FileBasedCache
 from django_nativecache.backends.memcached import MemcachedCache
-from django_nativecache.backends.shm import SharedMemoryCache
+from django_nativecache.backends.shm import SharedMemoryCache, segment_exists
 
 
 def resolve_aliases(requested: Sequence[str]) -> list[str]:
@@ -62,6 +63,21 @@ def open_cache(alias: str) -> BaseCache:
         raise CommandError(
             f"Cache {alias!r} ({backend_path(alias)}) cannot be opened: {one_line(exc)}"
         ) from exc
+
+
+def unmade_segment(alias: str) -> str | None:
+    """The segment of a SharedMemoryCache alias when no process has created it yet, else
+    None. The commands answer for such a cache without building it: building it would
+    create the segment (and reserve its SIZE of memory) only to find it empty."""
+    params = dict(settings.CACHES[alias])
+    try:
+        cls = import_string(params.pop("BACKEND", ""))
+        if not (isinstance(cls, type) and issubclass(cls, SharedMemoryCache)):
+            return None
+        name = cls.segment_for(params.pop("LOCATION", ""), params)
+    except Exception:  # building it gives the error, where the command reports it
+        return None
+    return None if segment_exists(name) else name
 
 
 PROCESS_LOCAL_NOTE = (

@@ -22,6 +22,7 @@ from django_nativecache.management.introspect import (
     one_line,
     process_local,
     resolve_aliases,
+    unmade_segment,
 )
 
 
@@ -98,6 +99,11 @@ class Command(BaseCommand):
                 return
         failed = []
         for alias in aliases:
+            if unmade_segment(alias) is not None:  # nothing to remove; nothing is created
+                if options["verbosity"] >= 1:
+                    self.stdout.write(f"Cleared cache {alias!r} ({backend_path(alias)}): its "
+                                      "segment was never created, so it held nothing.")
+                continue
             try:
                 cache = caches[alias]
             except Exception as exc:

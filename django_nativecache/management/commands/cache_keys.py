@@ -23,6 +23,7 @@ from django_nativecache.management.introspect import (
     process_local,
     resolve_aliases,
     stored_keys,
+    unmade_segment,
 )
 
 
@@ -43,6 +44,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         (alias,) = resolve_aliases([options["alias"]])
+        if unmade_segment(alias) is not None:  # nothing stored; building it would create it
+            if options["verbosity"] >= 1:
+                self.stdout.write("No keys (the cache's segment was never created).")
+            return
         cache = open_cache(alias)
         try:
             stored = stored_keys(cache)

@@ -20,6 +20,7 @@ from django_nativecache.management.introspect import (
     one_line,
     resolve_aliases,
     stats_rows,
+    unmade_segment,
 )
 
 _HEADER = ("CACHE", "BACKEND", "LOCATION", "ITEMS", "BYTES", "HITS", "MISSES", "HIT RATIO",
@@ -86,6 +87,10 @@ class Command(BaseCommand):
         for alias in resolve_aliases(options["aliases"]):
             backend = backend_path(alias)
             location = settings.CACHES[alias].get("LOCATION", "")
+            if unmade_segment(alias) is not None:
+                rows.append(StatsRow(alias, backend, f"{location} (not created yet)", items=0,
+                                     bytes=0, hits=0, misses=0, evictions=0))
+                continue
             try:
                 rows.extend(stats_rows(alias, backend, location, caches[alias]))
             except Exception as exc:  # any backend, ours or not: report it, never crash
