@@ -1410,7 +1410,9 @@ Status FileStore::clear() {
         } else if (!name.ends_with(kEntrySuffix)) {
           return;
         }
-        if (::unlinkat(sub.fd(), file, 0) != 0 && errno != ENOENT && first_err == 0) {
+        // EISDIR: a directory named like an entry is not one of ours; it stays.
+        if (::unlinkat(sub.fd(), file, 0) != 0 && errno != ENOENT && errno != EISDIR &&
+            first_err == 0) {
           first_err = errno;
           where = dir_ + "/" + fanout + "/" + file;
         }

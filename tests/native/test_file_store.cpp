@@ -779,7 +779,10 @@ TEST_F(FileStoreTest, ClearKeepsForeignFiles) {
   spit(other_fanout + "/.tmp-fedcba9876543210", "a write in flight");
   fs::create_directory(fs::path(dir_) / "zz");
   spit(dir_ + "/zz/x.djc", "not in a fan-out directory");
+  fs::create_directory(fanout + "/dir.djc");
+  spit(fanout + "/dir.djc/inner", "a directory named like an entry");
   ASSERT_TRUE(s.clear().ok());
+  EXPECT_TRUE(fs::exists(fanout + "/dir.djc/inner"));
   EXPECT_TRUE(fs::is_directory(dir_));
   EXPECT_TRUE(fs::exists(dir_ + "/not-a-cache-file"));
   EXPECT_TRUE(fs::exists(fanout + "/notes.txt"));
