@@ -202,6 +202,8 @@ def _error(n: int, alias: str, backend: str, msg: str, hint: str | None = None) 
 
 
 def _text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno and exc.strerror:
+        return exc.strerror  # our stores' text, which names the OS error (no "[Errno n]")
     return str(exc) or type(exc).__name__
 
 

@@ -343,7 +343,8 @@ def test_full_disk_raises_and_leaves_nothing_behind(small_disk):
     cache.set("k", "old value")
     with pytest.raises(StorageFull) as info:
         cache.set("k", b"x" * (1 << 20))  # twice the disk
-    assert isinstance(info.value, OSError)
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+    assert str(info.value).count(os.strerror(errno.ENOSPC)) == 1
     assert cache.get("k") == "old value"
     assert temp_files(small_disk / "cache") == []
     # Filling it with many entries: the ones that fit are whole, the rest raise.

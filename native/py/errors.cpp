@@ -6,6 +6,23 @@
 #include "py/ref.hpp"
 
 namespace nativecache::py {
+namespace {
+
+// An OSError subclass with errno and text when the OS gave an errno, as Python's own I/O
+// raises it; the text names the OS error once (the file store's already does).
+void set_os_error(PyObject* type, const Status& s, const char* what) {
+  if (s.err == 0) {
+    PyErr_SetString(type, what);
+    return;
+  }
+  std::string text(what);
+  const char* reason = std::strerror(s.err);
+  if (text.find(reason) == std::string::npos) text.append(": ").append(reason);
+  Ref args(Py_BuildValue("(is)", s.err, text.c_str()));
+  if (args) PyErr_SetObject(type, args.get());
+}
+
+}  // namespace
 
 PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
                        const std::string& detail) {
@@ -47,7 +64,7 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
       PyErr_SetString(st->permission_error, what);
       break;
     case Code::kNoSpace:
-      PyErr_SetString(st->storage_full, what);
+      set_os_error(st->storage_full, s, what);
       break;
     case Code::kCorrupt:
       PyErr_SetString(st->corrupt_data, what);
@@ -56,17 +73,7 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
       PyErr_SetString(st->cache_unavailable, what);
       break;
     case Code::kIo:
-      if (s.err != 0) {
-        // An OSError with errno and text, as Python's own I/O would raise; the text
-        // names the OS error once (the file store's already ends with it).
-        std::string text(what);
-        const std::string reason = std::string(": ") + std::strerror(s.err);
-        if (!text.ends_with(reason)) text += reason;
-        Ref args(Py_BuildValue("(is)", s.err, text.c_str()));
-        if (args) PyErr_SetObject(st->io_error, args.get());
-      } else {
-        PyErr_SetString(st->io_error, what);
-      }
+      set_os_error(st->io_error, s, what);
       break;
   }
   return nullptr;
