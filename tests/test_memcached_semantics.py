@@ -10,6 +10,7 @@ import logging
 import time
 
 import pytest
+from django.core.cache.backends.base import InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache.exceptions import CacheUnavailable, ValueTooLarge
@@ -165,6 +166,16 @@ def test_set_many_returns_refused_keys(cache):
     failed = cache.set_many({"small": 1, "big": b"x" * (2 << 20), "other": "v"})
     assert failed == ["big"]
     assert cache.get_many(["small", "big", "other"]) == {"small": 1, "other": "v"}
+
+
+def test_key_errors_on_reads_name_the_key(cache):
+    key = "é" * 150  # 150 characters, 300 bytes: over memcached's 250
+    for call in (lambda: cache.get(key), lambda: cache.has_key(key), lambda: cache.delete(key),
+                 lambda: cache.touch(key), lambda: cache.incr(key), lambda: cache.gets(key),
+                 lambda: cache.set(key, 1)):
+        with pytest.raises(InvalidCacheKey) as raised:
+            call()
+        assert "None" not in str(raised.value) and key in str(raised.value)
 
 
 def test_server_with_a_larger_item_size(memcached_factory):

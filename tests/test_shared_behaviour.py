@@ -173,6 +173,32 @@ def test_key_checks(cache):
         assert cache.get("with space") == 1
 
 
+@pytest.fixture(params=["shm", "file"])
+def record_cache(request) -> Iterator[object]:
+    """The stores that keep each key whole in a record (up to 65,535 bytes)."""
+    c = _build(request.param, request)
+    yield c
+    _cleanup(c)
+
+
+def test_keys_over_65535_bytes_are_refused_on_writes_and_absent_on_reads(record_cache):
+    cache, key = record_cache, "k" * 70_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheKeyWarning)
+        for write in (lambda: cache.set(key, 1), lambda: cache.add(key, 1),
+                      lambda: cache.set_many({"first": 1, key: 2})):
+            with pytest.raises(InvalidCacheKey, match="key longer than 65535 bytes"):
+                write()
+        assert cache.get("first") is None  # a batch is checked whole before it is written
+        assert cache.get(key, "default") == "default" and cache.get_many([key]) == {}
+        assert cache.has_key(key) is False and cache.delete(key) is False
+        assert cache.touch(key) is False
+        cache.delete_many([key, "other"])
+        longest = "k" * (65_535 - len(":1:"))
+        cache.set(longest, "kept")
+        assert cache.get(longest) == "kept"
+
+
 def test_prefix_and_version_are_read_live(cache):
     cache.set("k", "v1")
     cache.version = 2

@@ -104,8 +104,10 @@ class FileStore final : public Store {
   // Reads the header and key of every entry file; see file_store.cpp.
   Status keys(std::vector<std::string>& out) override;
   [[nodiscard]] std::size_t max_value_size() const noexcept override { return max_value_; }
-  [[nodiscard]] bool accepts_key(std::string_view key) const noexcept override {
-    return key.size() <= kMaxKeyLength;
+  // A longer key is refused on writes and is absent on reads, as in every call.
+  [[nodiscard]] const char* key_refusal(std::string_view key,
+                                        bool writing) const noexcept override {
+    return writing && key.size() > kMaxKeyLength ? "key longer than 65535 bytes" : nullptr;
   }
   [[nodiscard]] bool blocks() const noexcept override { return true; }
 

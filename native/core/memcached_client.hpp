@@ -91,8 +91,8 @@ class MemcachedStore final : public Store {
   [[nodiscard]] std::size_t max_value_size() const noexcept override;
   Status get_many(std::span<const std::string_view> keys, ManyOut& out) override;
   [[nodiscard]] bool blocks() const noexcept override { return true; }
-  [[nodiscard]] bool accepts_key(std::string_view key) const noexcept override {
-    return valid_key(key);
+  [[nodiscard]] const char* key_refusal(std::string_view key, bool) const noexcept override {
+    return valid_key(key) ? nullptr : "key memcached cannot take";
   }
 
   // Per-server "stats" (group "" for the general one, or e.g. "settings", "items").

@@ -89,9 +89,13 @@ class Store {
   // Every key's value that is present. A store that fails part way returns its error
   // with what it found so far in `out`. The default asks for one key at a time.
   virtual Status get_many(std::span<const std::string_view> keys, ManyOut& out);
-  // False for a key the store would refuse (kBadKey): lets a batch be checked whole
-  // before its first write.
-  [[nodiscard]] virtual bool accepts_key(std::string_view) const noexcept { return true; }
+  // Why the store would refuse key (kBadKey) when writing it, or, when not `writing`,
+  // when looking it up; nullptr when it takes it. Lets a batch be checked whole before
+  // its first write.
+  [[nodiscard]] virtual const char* key_refusal(std::string_view /*key*/,
+                                                bool /*writing*/) const noexcept {
+    return nullptr;
+  }
   // True when calls wait on I/O: the binding then releases the GIL around them.
   [[nodiscard]] virtual bool blocks() const noexcept { return false; }
 

@@ -43,7 +43,11 @@ PyObject* raise_status(ModuleState* st, const Status& s, PyObject* key,
       }
       break;
     case Code::kBadKey:
-      PyErr_Format(st->invalid_cache_key, "%s%s%R", what, key ? ": " : "", key ? key : Py_None);
+      if (key != nullptr) {
+        PyErr_Format(st->invalid_cache_key, "%s: %R", what, key);
+      } else {
+        PyErr_SetString(st->invalid_cache_key, what);
+      }
       break;
     case Code::kTypeMismatch:
       PyErr_SetString(PyExc_TypeError,

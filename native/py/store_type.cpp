@@ -53,8 +53,18 @@ bool soft_error(const Status& s) noexcept {
 // With IGNORE_EXCEPTIONS, a server or I/O failure is reported to the backend's
 // on_error callback (which logs it) and the call answers as on a miss: returns a new
 // reference to `miss`. Otherwise raises. nullptr when an error is set.
-PyObject* fail(StoreObject* self, const Status& s, PyObject* miss, PyObject* key = nullptr) {
-  raise_status(self->st, s, key);
+PyObject* key_object(std::string_view k) {
+  return PyUnicode_DecodeUTF8(k.data(), static_cast<Py_ssize_t>(k.size()), "surrogatepass");
+}
+
+PyObject* fail(StoreObject* self, const Status& s, PyObject* miss, std::string_view key = {}) {
+  if (s.code == Code::kBadKey && !key.empty()) {  // the message names the key
+    Ref k(key_object(key));
+    if (!k) return nullptr;
+    raise_status(self->st, s, k.get());
+  } else {
+    raise_status(self->st, s);
+  }
   if (!self->ignore_errors || !soft_error(s)) return nullptr;
   PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
   PyErr_Fetch(&type, &value, &tb);
@@ -143,11 +153,7 @@ PyObject* fetch(StoreObject* self, std::string_view key, PyObject* dflt) {
   Status s = fetch_raw(self, key, out);
   if (s.ok()) return decode(self->st, out.flags, out.data, out.size);
   if (s.code == Code::kNotFound) return Py_NewRef(dflt);
-  return fail(self, s, dflt, nullptr);
-}
-
-PyObject* key_object(std::string_view k) {
-  return PyUnicode_DecodeUTF8(k.data(), static_cast<Py_ssize_t>(k.size()), "surrogatepass");
+  return fail(self, s, dflt, key);
 }
 
 PyObject* raise_for_key(StoreObject* self, const Status& s, std::string_view key) {
@@ -163,10 +169,12 @@ PyObject* raise_for_key(StoreObject* self, const Status& s, std::string_view key
   return raise_status(self->st, s, k.get(), detail);
 }
 
-// False (with InvalidCacheKey set) for a key the store would refuse.
-bool accepted(StoreObject* self, std::string_view key) {
-  if (self->store->accepts_key(key)) [[likely]] return true;
-  raise_for_key(self, Status::Of(Code::kBadKey, "key memcached cannot take"), key);
+// False (with InvalidCacheKey set) for a key the store would refuse, to write it when
+// `writing`, else to look it up.
+bool accepted(StoreObject* self, std::string_view key, bool writing) {
+  const char* refusal = self->store->key_refusal(key, writing);
+  if (refusal == nullptr) [[likely]] return true;
+  raise_for_key(self, Status::Of(Code::kBadKey, refusal), key);
   return false;
 }
 
@@ -204,7 +212,7 @@ PyObject* Store_gets(StoreObject* self, PyObject* const* args, Py_ssize_t nargs)
     if (s.code == Code::kNotFound) return Py_BuildValue("(OO)", args[1], Py_None);
     if (!s.ok()) {
       Ref miss(Py_BuildValue("(OO)", args[1], Py_None));
-      return miss ? fail(self, s, miss.get()) : nullptr;
+      return miss ? fail(self, s, miss.get(), kb.view()) : nullptr;
     }
     std::uint64_t token = out.cas;
     Ref v(decode(self->st, out.flags, out.data, out.size));
@@ -227,7 +235,7 @@ PyObject* Store_get_stamped(StoreObject* self, PyObject* const* args, Py_ssize_t
     if (out.known_cas == static_cast<std::uint64_t>(-1) && PyErr_Occurred()) return nullptr;
     Status s = fetch_raw(self, kb.view(), out);
     if (s.code == Code::kNotFound) Py_RETURN_NONE;
-    if (!s.ok()) return fail(self, s, Py_None);
+    if (!s.ok()) return fail(self, s, Py_None, kb.view());
     const auto epoch = static_cast<unsigned long long>(out.epoch);
     const auto cas = static_cast<unsigned long long>(out.cas);
     if (out.unchanged) return Py_BuildValue("(OOKK)", Py_False, Py_None, epoch, cas);
@@ -244,7 +252,7 @@ PyObject* Store_has(StoreObject* self, PyObject* const* args, Py_ssize_t nargs) 
     Status s = call(self, [&](Store& st) { return st.contains(kb.view()); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
-    return fail(self, s, Py_False);
+    return fail(self, s, Py_False, kb.view());
   });
 }
 
@@ -345,7 +353,7 @@ PyObject* Store_delete(StoreObject* self, PyObject* const* args, Py_ssize_t narg
     Status s = call(self, [&](Store& st) { return st.remove(kb.view()); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
-    return fail(self, s, Py_False);
+    return fail(self, s, Py_False, kb.view());
   });
 }
 
@@ -358,7 +366,7 @@ PyObject* Store_touch(StoreObject* self, PyObject* const* args, Py_ssize_t nargs
     Status s = call(self, [&](Store& st) { return st.touch(kb.view(), ttl); });
     if (s.ok()) Py_RETURN_TRUE;
     if (s.code == Code::kNotFound) Py_RETURN_FALSE;
-    return fail(self, s, Py_False);
+    return fail(self, s, Py_False, kb.view());
   });
 }
 
@@ -389,7 +397,7 @@ PyObject* Store_incr(StoreObject* self, PyObject* const* args, Py_ssize_t nargs)
     if (s.code == Code::kNotNumeric || s.code == Code::kOverflow) {
       return Py_NewRef(Py_NotImplemented);
     }
-    return raise_status(self->st, s);
+    return fail(self, s, Py_None, kb.view());
   });
 }
 
@@ -464,7 +472,7 @@ PyObject* Store_set_many(StoreObject* self, PyObject* const* args, Py_ssize_t na
       auto idx = static_cast<std::size_t>(i);
       if (!build_key(self->st, PyTuple_GET_ITEM(pair, 0), opt_arg(args, nargs, 4),
                      opt_arg(args, nargs, 5), self->policy, keys[idx]) ||
-          !accepted(self, keys[idx].view()) ||
+          !accepted(self, keys[idx].view(), true) ||
           !encode_checked(self, PyTuple_GET_ITEM(pair, 1), values[idx], keys[idx].view())) {
         return nullptr;
       }
@@ -525,7 +533,7 @@ PyObject* Store_delete_many(StoreObject* self, PyObject* const* args, Py_ssize_t
     for (Py_ssize_t i = 0; i < n; ++i) {
       if (!build_key(self->st, PySequence_Fast_GET_ITEM(seq.get(), i), opt_arg(args, nargs, 1),
                      opt_arg(args, nargs, 2), self->policy, keys[static_cast<std::size_t>(i)]) ||
-          !accepted(self, keys[static_cast<std::size_t>(i)].view())) {
+          !accepted(self, keys[static_cast<std::size_t>(i)].view(), false)) {
         return nullptr;
       }
     }

@@ -232,7 +232,8 @@ TEST_F(FileStoreTest, RoundTripWithFlags) {
   EXPECT_EQ(get(s, "").value, "for the empty key");
   // Keys the store cannot take.
   std::string long_key(nativecache::file::kMaxKeyLength + 1, 'k');
-  EXPECT_FALSE(s.accepts_key(long_key));
+  EXPECT_STREQ(s.key_refusal(long_key, true), "key longer than 65535 bytes");
+  EXPECT_EQ(s.key_refusal(long_key, false), nullptr);
   EXPECT_EQ(put(s, long_key, "v").code, Code::kBadKey);
   EXPECT_EQ(get(s, long_key).code, Code::kNotFound);
   std::string ok_key(nativecache::file::kMaxKeyLength, 'k');

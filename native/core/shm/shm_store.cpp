@@ -193,7 +193,7 @@ Status ShmStore::contains(std::string_view key) {
 Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limits& limits) {
   NC_ATTACHED();
   const SegmentHeader& sh = m.header();
-  if (w.key.size() > 0xFFFF) return Status::Of(Code::kBadKey, "key longer than 65535 bytes");
+  if (const char* refusal = key_refusal(w.key, true)) return Status::Of(Code::kBadKey, refusal);
   if (w.data.size() > sh.max_item_size ||
       align8(sizeof(Record) + w.key.size() + w.data.size()) > sh.ring_capacity / 2) {
     return Status::Of(Code::kTooLarge);

@@ -31,6 +31,12 @@ class ShmStore final : public Store {
   Status clear() override;
   StoreStats stats() override;
   [[nodiscard]] std::size_t max_value_size() const noexcept override;
+  // A record holds a key of up to 65535 bytes; a longer one is absent on reads.
+  [[nodiscard]] const char* key_refusal(std::string_view key,
+                                        bool writing) const noexcept override {
+    return writing && key.size() > kMaxKeyLength ? "key longer than 65535 bytes" : nullptr;
+  }
+  static constexpr std::size_t kMaxKeyLength = 0xFFFF;
   // Lists one shard at a time under its lock; see the comment in shm_store.cpp.
   Status keys(std::vector<std::string>& out) override;
 
