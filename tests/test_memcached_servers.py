@@ -131,6 +131,24 @@ def test_dead_server_is_skipped_then_used_again(three):
     assert victim.raw_get(f":1:{on_victim[0]}") is not None
 
 
+@pytest.mark.parametrize("ignore", [True, False])
+def test_delete_many_deletes_on_the_live_servers_when_one_is_dead(three, ignore):
+    cache = mcutil.build([s.location for s in three], retry_timeout=1, IGNORE_EXCEPTIONS=ignore)
+    keys = [f"dm-{i}" for i in range(300)]
+    cache.set_many({k: k for k in keys})
+    victim = three[0]
+    # The first key is the dead server's, so that stopping there would delete nothing.
+    keys.sort(key=lambda k: cache.server_for(k) != victim.address)
+    victim.kill()
+    if ignore:
+        cache.delete_many(keys)
+    else:
+        with pytest.raises(CacheUnavailable, match=victim.address.split(":")[-1]):
+            cache.delete_many(keys)
+    for server in three[1:]:
+        assert int(server.stats()["curr_items"]) == 0
+
+
 def test_server_killed_under_load(three):
     """Threads hammer three servers while one is killed: no call waits past the I/O
     timeout, errors read as misses, the other servers' keys stay, and the server is

@@ -537,12 +537,19 @@ PyObject* Store_delete_many(StoreObject* self, PyObject* const* args, Py_ssize_t
         return nullptr;
       }
     }
+    // Every key is tried: a server that does not answer must not keep the keys of the
+    // others from being deleted. The first failure is what is reported.
+    std::string first_what;  // a store's message lives only until its next failure
     Status s = call(self, [&](Store& st) {
+      Status first = Status::Ok();
       for (const KeyBuf& k : keys) {
         Status r = st.remove(k.view());
-        if (!r.ok() && r.code != Code::kNotFound) return r;
+        if (r.ok() || r.code == Code::kNotFound || !first.ok()) continue;
+        first = r;
+        if (r.what != nullptr) first_what = r.what;
       }
-      return Status::Ok();
+      if (first.what != nullptr) first.what = first_what.c_str();
+      return first;
     });
     if (!s.ok()) return fail(self, s, Py_None);
     Py_RETURN_NONE;
