@@ -58,7 +58,7 @@ def test_timeout_past_2038_is_kept_until_the_servers_limit(cache, server):
     assert cache.get("after") == "still in sync"
 
 
-@pytest.mark.parametrize("timeout", [0, -1, 0.5])
+@pytest.mark.parametrize("timeout", [0, -1, 0.5, 0.9996])
 def test_timeouts_under_a_second_keep_nothing(cache, server, timeout):
     cache.set("k", "old")
     cache.set("k", "new", timeout)
@@ -155,7 +155,7 @@ def test_backend_timeout_as_djangos_memcached_backends_report_it(cache):
     django_cache = PyMemcacheCache("127.0.0.1:1", {"TIMEOUT": 300})  # connects on first use
     cache.default_timeout = 300
     now = int(time.time())
-    for timeout in [None, 0, -5, 0.4, 1, 100.9, THIRTY_DAYS, THIRTY_DAYS + 1]:
+    for timeout in [None, 0, -5, 0.4, 1, 100.9, THIRTY_DAYS, THIRTY_DAYS + 0.5, THIRTY_DAYS + 1]:
         ours, theirs = cache.get_backend_timeout(timeout), django_cache.get_backend_timeout(timeout)
         assert abs(ours - theirs) <= 1 and (ours > now) == (theirs > now), timeout
     assert cache.get_backend_timeout() == django_cache.get_backend_timeout() == 300

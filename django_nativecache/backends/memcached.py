@@ -259,12 +259,11 @@ class MemcachedCache(NativeCache):
             timeout = self.default_timeout
         if timeout is None:
             return 0
-        seconds = int(timeout)
-        if seconds == 0:
-            return -1
-        if seconds > _THIRTY_DAYS:
-            seconds += int(time.time())
-        return seconds
+        if int(timeout) == 0:
+            timeout = -1
+        if timeout > _THIRTY_DAYS:
+            timeout += int(time.time())
+        return int(timeout)
 
     def ttl(self, key: Any, version: int | None = None) -> float | None:
         raise NotImplementedError("memcached cannot report a key's remaining time")

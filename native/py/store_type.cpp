@@ -118,7 +118,9 @@ bool parse_ttl(PyObject* t, Ttl& out) {
   } else if (seconds >= kMaxSeconds) {
     out = Ttl::Forever();
   } else {
-    out = Ttl::Relative(std::max<std::int64_t>(1, std::llround(seconds * 1000.0)));
+    // Truncated, as Django truncates for memcached (0.9996 s is under a second); the
+    // epsilon keeps 0.29 s from reading as 289.99... ms.
+    out = Ttl::Relative(std::max<std::int64_t>(1, static_cast<std::int64_t>(seconds * 1000.0 + 1e-6)));
   }
   return true;
 }
