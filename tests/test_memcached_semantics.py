@@ -168,6 +168,13 @@ def test_set_many_returns_refused_keys(cache):
     assert cache.get_many(["small", "big", "other"]) == {"small": 1, "other": "v"}
 
 
+def test_set_many_returns_the_callers_keys_under_a_key_function(server):
+    cache = mcutil.build(server.location, KEY_FUNCTION=lambda key, prefix, version: f"kf-{key}")
+    failed = cache.set_many({"small": 1, "big": b"x" * (2 << 20)})
+    assert failed == ["big"]
+    assert cache.get_many(["small", "big"]) == {"small": 1}
+
+
 def test_key_errors_on_reads_name_the_key(cache):
     key = "é" * 150  # 150 characters, 300 bytes: over memcached's 250
     for call in (lambda: cache.get(key), lambda: cache.has_key(key), lambda: cache.delete(key),

@@ -172,8 +172,10 @@ class NativeCache(NativeKeys, BaseCache):
                 data, timeout, max_entries, cull,
                 self.key_prefix, self.version if version is None else version,
             )
-        made = {self.make_and_validate_key(k, version=version): v for k, v in data.items()}
-        return self._store.set_many(made, timeout, max_entries, cull)
+        originals = {self.make_and_validate_key(k, version=version): k for k in data}
+        made = {mk: data[k] for mk, k in originals.items()}
+        # The keys that were not stored, as the caller gave them (Django's contract).
+        return [originals[mk] for mk in self._store.set_many(made, timeout, max_entries, cull)]
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         if self._native_keys:
