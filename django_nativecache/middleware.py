@@ -140,6 +140,9 @@ def _remember(key: str, epoch: int, cas: int, response: HttpResponse) -> _Decode
     size = sum(len(chunk) for chunk in response._container)  # type: ignore[attr-defined]
     if size > _DECODED_BYTES // 16:
         return None
+    replaced = _decoded.pop(key, None)  # an older write of the same page
+    if replaced is not None:
+        _decoded_bytes[0] -= replaced.size
     if len(_decoded) >= _DECODED_LIMIT or _decoded_bytes[0] + size > _DECODED_BYTES:
         _decoded.clear()
         _decoded_bytes[0] = 0

@@ -353,6 +353,9 @@ def test_a_page_written_again_is_served_anew(page_cache: Any) -> None:
         page_cache.set(page_key, response)
         hit = _hit("/again/")
         assert hit is not None and hit.content == f"version {round_}".encode()
+    # The memo counts each page's bytes once, however often it was written again.
+    held = sum(entry.size for entry in native_middleware._decoded.values())
+    assert native_middleware._decoded_bytes[0] == held
     page_cache.delete(page_key)
     assert _hit("/again/") is None
     # The same name, a new segment: what the new one holds, not what the memo kept.
