@@ -50,6 +50,7 @@ _URI_ATTRIBUTES = ("build_absolute_uri", "_current_scheme_host", "get_host", "_g
  _SCHEME) = (getattr(HttpRequest, name) for name in _URI_ATTRIBUTES)
 _URI_NAMES = frozenset(_URI_ATTRIBUTES)
 _MEMO_LIMIT = 4096
+_MEMO_URL_LIMIT = 512  # characters of host, path and query string: 4096 URLs hold ~2 MiB
 _url_hashes: dict[tuple[Any, ...], str] = {}
 
 
@@ -85,6 +86,8 @@ def url_hash(request: HttpRequest) -> str:
         state["_current_scheme_host"] = f"{scheme}://{host}"
         return digest
     digest = _md5_hex(request.build_absolute_uri())  # checks the host, as Django does
+    if len(host) + len(request.path) + len(key[3]) > _MEMO_URL_LIMIT:
+        return digest  # the client picks a URL's length: long ones are not kept
     if len(_url_hashes) >= _MEMO_LIMIT:
         _url_hashes.clear()
     _url_hashes[key] = digest

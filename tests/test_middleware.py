@@ -302,6 +302,12 @@ def test_url_memo_is_bounded_and_skips_requests_that_change_the_uri(
     for n in range(10):
         pagekeys.url_hash(factory.get(f"/b/{n}/"))
         assert len(pagekeys._url_hashes) <= 3
+    # A long URL (its length is the client's choice) is hashed, not kept.
+    pagekeys._url_hashes.clear()
+    long_query = {"q": "x" * 600}
+    assert pagekeys.url_hash(factory.get("/b/", long_query)) == pagekeys._md5_hex(
+        factory.get("/b/", long_query).build_absolute_uri())
+    assert pagekeys._url_hashes == {}
 
     class Proxied(type(factory.get("/"))):  # type: ignore[misc]
         def get_host(self) -> str:
