@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.response import ResponseHeaders
 from django.middleware import cache as django_middleware
 from django.utils.cache import get_max_age
-from django.utils.http import parse_http_date_safe
+from django.utils.http import RFC850_DATE, parse_http_date_safe
 
 from django_nativecache.backends.base import NativeCache
 from django_nativecache.pagekeys import PageKeys, matches_django
@@ -56,6 +56,8 @@ def _max_age(response: HttpResponseBase) -> int | None:
 
 
 def _expires_at(value: str) -> int | None:
+    if RFC850_DATE.match(value):  # a two-digit year: its century depends on today's date
+        return parse_http_date_safe(value)
     return _memo(_expires, value, lambda: parse_http_date_safe(value))
 
 
