@@ -232,8 +232,11 @@ class UpdateCacheMiddleware(django_middleware.UpdateCacheMiddleware):
     """Django's ``UpdateCacheMiddleware``; the first entry of ``MIDDLEWARE``."""
 
 
-class CacheMiddleware(django_middleware.CacheMiddleware):
-    """Django's ``CacheMiddleware`` (both phases, as ``cache_page`` uses it)."""
+class CacheMiddleware(
+    django_middleware.CacheMiddleware, UpdateCacheMiddleware, FetchFromCacheMiddleware
+):
+    """Django's ``CacheMiddleware`` (both phases, as ``cache_page`` uses it); like Django's,
+    an instance of this module's two other classes too."""
 
     def process_request(self, request: HttpRequest) -> Any:
         return fetch_from_cache(self, request)

@@ -217,6 +217,15 @@ def test_expires_with_a_two_digit_year_is_parsed_as_django_parses_it_today(
     assert list(native_middleware._expires) == [text, modern]
 
 
+def test_cache_middleware_is_both_of_the_others_as_in_django() -> None:
+    assert issubclass(django_middleware.CacheMiddleware, django_middleware.UpdateCacheMiddleware)
+    combined = native_middleware.CacheMiddleware(_view)
+    assert isinstance(combined, native_middleware.UpdateCacheMiddleware)
+    assert isinstance(combined, native_middleware.FetchFromCacheMiddleware)
+    assert isinstance(combined, django_middleware.CacheMiddleware)
+    assert type(combined).process_request is native_middleware.CacheMiddleware.process_request
+
+
 def test_url_memo_answers_what_build_absolute_uri_does() -> None:
     factory = RequestFactory()
     makers = [
