@@ -209,8 +209,7 @@ def test_incr_and_decr(cache):
         cache.decr("missing")
 
 
-def test_decr_by_more_than_the_server_takes_stops_at_zero(cache):
-    # Deltas over 32 bits are added in Python; memcached's floor still holds.
+def test_decr_by_more_than_32_bits_stops_at_zero(cache):
     cache.set("n", 10)
     assert cache.decr("n", 2**33) == 0
     assert cache.get("n") == 0
@@ -226,6 +225,11 @@ def test_incr_keeps_the_expiry(cache, server):
     cache.set("n", 1, 500)
     cache.incr("n")
     assert 495 <= server.ttl(":1:n") <= 500
+    # Deltas over 32 bits too: one command on the server, as pymemcache sends it.
+    cache.set("forever", 5, None)
+    assert cache.incr("forever", 5 * 2**30) == 5 + 5 * 2**30
+    assert cache.decr("forever", 2**40) == 0
+    assert server.ttl(":1:forever") == -1
 
 
 def test_incr_of_values_memcached_cannot_add_to(cache):

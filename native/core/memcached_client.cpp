@@ -609,26 +609,26 @@ Status MemcachedStore::touch(std::string_view key, Ttl ttl) {
 
 Status MemcachedStore::incr(std::string_view key, std::int64_t delta, std::int64_t& result) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  // The API takes a 32-bit offset; larger deltas are added by the caller under cas.
-  std::uint64_t magnitude = delta < 0 ? 0 - static_cast<std::uint64_t>(delta)
-                                      : static_cast<std::uint64_t>(delta);
-  if (magnitude > UINT32_MAX) return Status::Of(Code::kOverflow);
+  const std::uint64_t offset = delta < 0 ? 0 - static_cast<std::uint64_t>(delta)
+                                         : static_cast<std::uint64_t>(delta);
+  // The _by_key calls (the key is its own group key, as in memcached_increment) take a
+  // 64-bit offset, where memcached_increment takes 32 bits: any delta is one command,
+  // atomic on the server, and keeps the entry's expiry.
+  auto add = [&](Handle& h, bool up, std::uint64_t& value) {
+    return up ? memcached_increment_by_key(h.mc, key.data(), key.size(), key.data(),
+                                           key.size(), offset, &value)
+              : memcached_decrement_by_key(h.mc, key.data(), key.size(), key.data(),
+                                           key.size(), offset, &value);
+  };
   return on_key(key, [&](Handle& h) -> Status {
     std::uint64_t value = 0;
-    auto offset = static_cast<std::uint32_t>(magnitude);
-    memcached_return_t rc =
-        delta < 0 ? memcached_decrement(h.mc, key.data(), key.size(), offset, &value)
-                  : memcached_increment(h.mc, key.data(), key.size(), offset, &value);
+    memcached_return_t rc = add(h, delta >= 0, value);
     if (success(rc)) {
       if (value > static_cast<std::uint64_t>(INT64_MAX)) {
         // Past what the caller can take: undo, so the caller's own addition (under cas)
         // is the only one applied.
         std::uint64_t ignored = 0;
-        if (delta < 0) {
-          memcached_increment(h.mc, key.data(), key.size(), offset, &ignored);
-        } else {
-          memcached_decrement(h.mc, key.data(), key.size(), offset, &ignored);
-        }
+        static_cast<void>(add(h, delta < 0, ignored));
         return Status::Of(Code::kOverflow);
       }
       result = static_cast<std::int64_t>(value);
