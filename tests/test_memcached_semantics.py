@@ -267,6 +267,14 @@ def test_add_replace_append_prepend(cache):
     assert cache.get("b") == b"\x00\x01\x02"
 
 
+def test_append_to_a_compressed_value_is_refused(server):
+    cache = mcutil.build(server.location, COMPRESS_MIN_LENGTH=100)
+    cache.set("z", "y" * 1000)
+    with pytest.raises(TypeError, match="compressed"):
+        cache.append("z", "more")
+    assert cache.get("z") == "y" * 1000
+
+
 def test_gets_and_cas(cache):
     assert cache.gets("missing") == (None, None)
     cache.set("k", {"v": 1})

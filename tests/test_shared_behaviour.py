@@ -257,3 +257,11 @@ def test_append_prepend_replace(cas_cache):
     assert cache.get("b") == b"\x00" + b"\x01" * 5000
     assert cache.replace("nope", 1) is False and not cache.has_key("nope")
     assert cache.replace("k", 2) is True and cache.get("k") == 2
+    # Only to a stored value of the same type: anything else would no longer decode.
+    cache.set_many({"s": "text", "p": [1], "i": 7})
+    for key, data in (("s", b"bytes"), ("p", b"x"), ("p", "x"), ("i", "8")):
+        with pytest.raises(TypeError, match="stored type"):
+            cache.append(key, data)
+        with pytest.raises(TypeError, match="stored type"):
+            cache.prepend(key, data)
+    assert cache.get_many(["s", "p", "i"]) == {"s": "text", "p": [1], "i": 7}

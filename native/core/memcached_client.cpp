@@ -568,6 +568,16 @@ Status MemcachedStore::concat(std::string_view key, std::span<const std::byte> d
                               std::uint32_t flags, bool prepend) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
   return on_key(key, [&](Handle& h) -> Status {
+    // The server appends whatever it holds, keeping its flags: bytes after a str, or
+    // after a pickle or compressed data, would make a value that no longer decodes. So
+    // the stored flags are read first (no buffer: nothing is copied). A write of another
+    // type by another client between the two commands is not seen: memcached has no
+    // append that is conditional on a cas token in libmemcached's API.
+    ValueOut stored;
+    Status seen = fetch_one(h, key, &stored);
+    if (seen.code == Code::kNotFound) return seen;
+    if (!seen.ok() && seen.code != Code::kBufferTooSmall) return seen;
+    if (stored.flags != flags) return Status::Of(Code::kTypeMismatch);
     const auto* value = reinterpret_cast<const char*>(data.data());
     memcached_return_t rc =
         prepend ? memcached_prepend(h.mc, key.data(), key.size(), value, data.size(), 0, flags)

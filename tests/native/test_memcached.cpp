@@ -269,6 +269,12 @@ TEST_P(MemcachedTest, AppendPrependDelete) {
   EXPECT_TRUE(store_->concat("k", bytes_of("a"), 16, true).ok());
   EXPECT_EQ(get(*store_, "k").value, "abc");
   EXPECT_EQ(store_->concat("none", bytes_of("x"), 16, false).code, Code::kNotFound);
+  // Only to a value stored with the same flags: memcached itself appends to anything.
+  ASSERT_TRUE(put(*store_, "pickled", "\x80\x05N.", Mode::kSet, Ttl::Forever(), 1).ok());
+  EXPECT_EQ(store_->concat("pickled", bytes_of("x"), 0, false).code, Code::kTypeMismatch);
+  EXPECT_EQ(store_->concat("k", bytes_of("x"), 0, true).code, Code::kTypeMismatch);
+  EXPECT_EQ(get(*store_, "pickled").value, "\x80\x05N.");
+  EXPECT_EQ(get(*store_, "k").value, "abc");
   EXPECT_TRUE(store_->remove("k").ok());
   EXPECT_EQ(store_->remove("k").code, Code::kNotFound);
   ASSERT_TRUE(put(*store_, "z", "1").ok());
