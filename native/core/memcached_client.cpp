@@ -745,7 +745,10 @@ Status MemcachedStore::server_for(std::string_view key, std::string& out) {
 
 void MemcachedStore::disconnect() {
   std::lock_guard lock(mu_);
-  memcached_quit(handle().mc);
+  Handle& h = handle();
+  memcached_quit(h.mc);
+  std::fill(h.hung_until.begin(), h.hung_until.end(), 0);  // servers that timed out: asked again
+  h.skip_until = 0;
 }
 
 std::size_t MemcachedStore::max_value_size() const noexcept {
