@@ -56,6 +56,10 @@ def _max_age(response: HttpResponseBase) -> int | None:
 
 
 def _expires_at(value: str) -> int | None:
+    try:
+        return _expires[value]
+    except KeyError:
+        pass
     if RFC850_DATE.match(value):  # a two-digit year: its century depends on today's date
         return parse_http_date_safe(value)
     return _memo(_expires, value, lambda: parse_http_date_safe(value))

@@ -207,14 +207,14 @@ def test_expires_with_a_two_digit_year_is_parsed_as_django_parses_it_today(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # RFC 850 dates: Django puts a two-digit year within 50 years of today, so the same
-    # text means another time in another year. It is never taken from the memo.
+    # text means another time in another year. It is never kept in the memo.
     monkeypatch.setattr(native_middleware, "_expires", {})
     text = "Sunday, 06-Nov-94 08:49:37 GMT"
-    monkeypatch.setitem(native_middleware._expires, text, 12345)  # what a stale memo would say
-    assert native_middleware._expires_at(text) == parse_http_date_safe(text)
+    for _ in range(2):
+        assert native_middleware._expires_at(text) == parse_http_date_safe(text)
     modern = "Sun, 06 Nov 1994 08:49:37 GMT"
     assert native_middleware._expires_at(modern) == parse_http_date_safe(modern)
-    assert list(native_middleware._expires) == [text, modern]
+    assert list(native_middleware._expires) == [modern]
 
 
 def test_cache_middleware_is_both_of_the_others_as_in_django() -> None:
