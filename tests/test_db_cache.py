@@ -163,6 +163,22 @@ def test_set_many_culls_as_writing_each_row_would(table):
     assert cache.get("b2-199") == 199  # culling takes the lowest keys first, as Django
 
 
+@pytest.mark.parametrize("cull_frequency", [0, 2])
+def test_set_many_into_a_full_table_keeps_what_djangos_keeps(table, cull_frequency):
+    # Django counts, and culls, before each row: the last rows of a batch are kept even
+    # when CULL_FREQUENCY = 0 empties the table on the way.
+    options = {"MAX_ENTRIES": 30, "CULL_FREQUENCY": cull_frequency}
+    kept = {}
+    for cache in (build(**options), DjangoDatabaseCache(TABLE, {"OPTIONS": options})):
+        cache.clear()
+        cache.set_many({f"old{i:02d}": i for i in range(28)})
+        assert cache.set_many({f"new{i}": i for i in range(5)}) == []
+        kept[type(cache).__module__] = sorted(cache.get_many(
+            [f"old{i:02d}" for i in range(28)] + [f"new{i}" for i in range(5)]))
+    ours, djangos = kept.values()
+    assert ours == djangos and "new4" in ours
+
+
 def test_writes_to_a_table_that_is_gone_raise_as_djangos_do(table):
     ours, django = build(), DjangoDatabaseCache(TABLE, {})
     ours.set("a", 1)  # the rows were just counted: the next writes do not count them again

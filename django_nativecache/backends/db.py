@@ -218,6 +218,13 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
             count.counted(num)
         count.added += adding
 
+    def _room(self, db: str, connection: Any, sql: _Sql, cursor: Any) -> int:
+        """Rows that may be written before Django would cull again (at least one), once
+        the table is culled as Django would cull it now."""
+        self._make_room(db, connection, sql, cursor, 0)
+        count = self._counts[db]
+        return max(1, self._max_entries + 1 - (count.known or 0) - count.added)
+
     def _after_refusal(self, db: str, sql: _Sql, cursor: Any) -> None:
         """A write failed quietly, as in Django; but Django counts the rows before every
         write, so a table that is gone (or a database that does not answer) raises there.
@@ -227,8 +234,8 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
 
     def _cull(self, connection: Any, sql: _Sql, cursor: Any, num: int) -> int:
         """Django's cull: expired rows, then 1/CULL_FREQUENCY of the rest in key order,
-        again until at most MAX_ENTRIES are left (a batch, or other writers, may have
-        added many rows since the count: Django culls before each row it writes)."""
+        again until at most MAX_ENTRIES are left (other writers may have added many rows
+        since this instance last counted: Django counts before each row it writes)."""
         if self._cull_frequency == 0:
             cursor.execute(sql.clear)
             return 0
@@ -363,24 +370,29 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
         # In key order: writers of overlapping keys lock their rows in one order, so two
         # of them never deadlock (PostgreSQL would abort one).
         items = sorted(rows.items())
+        refused: list[Any] = []
+        keys: dict[str, Any] | None = None
         with connection.cursor() as cursor:
-            self._make_room(db, connection, sql, cursor, len(items))
-            try:
-                with _savepoint(connection):
-                    for i in range(0, len(items), _IN_CHUNK):
-                        chunk = items[i : i + _IN_CHUNK]
+            done = 0
+            while done < len(items):
+                # As many rows per statement as Django would write before its next cull
+                # (one, when the table is full), so culling happens where Django's would.
+                chunk = items[done : done + min(self._room(db, connection, sql, cursor),
+                                                _IN_CHUNK)]
+                done += len(chunk)
+                self._counts[db].added += len(chunk)
+                try:
+                    with _savepoint(connection):
                         params = [p for made, text in chunk for p in (made, text, exp)]
                         cursor.execute(sql.insert(len(chunk)), params)
-                refused = []
-            except DatabaseError:
-                # Some row was refused: each again on its own, as Django writes them, so
-                # the others are stored and exactly the refused keys are returned.
-                self._after_refusal(db, sql, cursor)
-                keys = {self._final_key(k, version): k for k in data}
-                refused = [keys[made] for made, text in items
-                           if not self._insert_one(connection, sql, cursor, made, text, exp)]
-            if len(items) > 1:
-                self._make_room(db, connection, sql, cursor, 0)  # the batch may overfill
+                except DatabaseError:
+                    # Some row was refused: each again on its own, as Django writes them,
+                    # so the others are stored and exactly the refused keys are returned.
+                    self._after_refusal(db, sql, cursor)
+                    if keys is None:
+                        keys = {self._final_key(k, version): k for k in data}
+                    refused += [keys[made] for made, text in chunk
+                                if not self._insert_one(connection, sql, cursor, made, text, exp)]
         return refused
 
     @staticmethod
