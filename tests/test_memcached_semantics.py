@@ -241,6 +241,11 @@ def test_incr_of_values_memcached_cannot_add_to(cache):
     assert cache.incr("big") == 2**70 + 1
     cache.set("n", 1)
     assert cache.incr("n", 2**40) == 2**40 + 1
+    # Past 2**64 the server would wrap (to 0 here): added in Python instead, as above.
+    for start, delta in ((2**63 + 2**62, 2**62), (2**64 - 5, 2**40), (2**64 - 2, 1)):
+        cache.set("top", start)
+        assert cache.incr("top", delta) == start + delta
+        assert cache.get("top") == start + delta
     cache.set("none", None)
     with pytest.raises(TypeError):
         cache.incr("none")

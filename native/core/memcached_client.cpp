@@ -570,7 +570,7 @@ Status MemcachedStore::concat(std::string_view key, std::span<const std::byte> d
   return on_key(key, [&](Handle& h) -> Status {
     // The server appends whatever it holds, keeping its flags: bytes after a str, or
     // after a pickle or compressed data, would make a value that no longer decodes. So
-    // the stored flags are read first (no buffer: nothing is copied). A write of another
+    // the stored flags are read first (the value is sent, not copied). A write of another
     // type by another client between the two commands is not seen: memcached has no
     // append that is conditional on a cas token in libmemcached's API.
     ValueOut stored;
@@ -624,21 +624,26 @@ Status MemcachedStore::incr(std::string_view key, std::int64_t delta, std::int64
   // The _by_key calls (the key is its own group key, as in memcached_increment) take a
   // 64-bit offset, where memcached_increment takes 32 bits: any delta is one command,
   // atomic on the server, and keeps the entry's expiry.
-  auto add = [&](Handle& h, bool up, std::uint64_t& value) {
+  auto add = [&](Handle& h, bool up, std::uint64_t by, std::uint64_t& value) {
     return up ? memcached_increment_by_key(h.mc, key.data(), key.size(), key.data(),
-                                           key.size(), offset, &value)
+                                           key.size(), by, &value)
               : memcached_decrement_by_key(h.mc, key.data(), key.size(), key.data(),
-                                           key.size(), offset, &value);
+                                           key.size(), by, &value);
   };
   return on_key(key, [&](Handle& h) -> Status {
     std::uint64_t value = 0;
-    memcached_return_t rc = add(h, delta >= 0, value);
+    const bool up = delta >= 0;
+    memcached_return_t rc = add(h, up, offset, value);
     if (success(rc)) {
-      if (value > static_cast<std::uint64_t>(INT64_MAX)) {
-        // Past what the caller can take: undo, so the caller's own addition (under cas)
-        // is the only one applied.
+      // The server wraps an incr past 2**64 (the sum is then below the offset) and takes
+      // values up to 2**64 - 1; past INT64_MAX or wrapped, the command is undone and the
+      // caller adds in Python (under cas), as for any value the server cannot add to. An
+      // incr is undone by adding 2**64 - offset, which wraps back exactly (a decr would
+      // stop at 0); a decr that left more than INT64_MAX, by adding the offset again.
+      const bool wrapped = up && value < offset;
+      if (wrapped || value > static_cast<std::uint64_t>(INT64_MAX)) {
         std::uint64_t ignored = 0;
-        static_cast<void>(add(h, delta < 0, ignored));
+        static_cast<void>(up ? add(h, true, 0 - offset, ignored) : add(h, true, offset, ignored));
         return Status::Of(Code::kOverflow);
       }
       result = static_cast<std::int64_t>(value);
