@@ -179,7 +179,8 @@ def test_key_errors_on_reads_name_the_key(cache):
     key = "é" * 150  # 150 characters, 300 bytes: over memcached's 250
     for call in (lambda: cache.get(key), lambda: cache.has_key(key), lambda: cache.delete(key),
                  lambda: cache.touch(key), lambda: cache.incr(key), lambda: cache.gets(key),
-                 lambda: cache.set(key, 1)):
+                 lambda: cache.set(key, 1), lambda: cache.get_many(["ok", key]),
+                 lambda: cache.server_for(key)):
         with pytest.raises(InvalidCacheKey) as raised:
             call()
         assert "None" not in str(raised.value) and key in str(raised.value)

@@ -432,7 +432,8 @@ PyObject* Store_get_many(StoreObject* self, PyObject* const* args, Py_ssize_t na
     for (Py_ssize_t i = 0; i < n; ++i) {
       auto idx = static_cast<std::size_t>(i);
       if (!build_key(self->st, items[i], opt_arg(args, nargs, 1), opt_arg(args, nargs, 2),
-                     self->policy, keys[idx])) {
+                     self->policy, keys[idx]) ||
+          !accepted(self, keys[idx].view(), false)) {  // an error that names the key
         return nullptr;
       }
       views[idx] = keys[idx].view();
@@ -730,7 +731,7 @@ PyObject* Store_server_for(StoreObject* self, PyObject* const* args, Py_ssize_t 
       AllowThreads allow(self);
       s = m->server_for(kb.view(), server);
     }
-    if (!s.ok()) return raise_status(self->st, s);
+    if (!s.ok()) return fail(self, s, nullptr, kb.view());
     return PyUnicode_FromString(server.c_str());
   });
 }
