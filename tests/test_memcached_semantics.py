@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 
 import pytest
@@ -173,6 +174,20 @@ def test_set_many_returns_the_callers_keys_under_a_key_function(server):
     failed = cache.set_many({"small": 1, "big": b"x" * (2 << 20)})
     assert failed == ["big"]
     assert cache.get_many(["small", "big"]) == {"small": 1}
+
+
+def test_ints_are_decimal_only_as_long_as_every_process_can_read_them(cache, server):
+    # This process may lift its own limit; another, with Python's default, must still
+    # read the value back: longer ints are pickled.
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        cache.set_many({"short": 10**4299, "long": 10**4300})  # 4300 and 4301 digits
+        assert server.raw_get(":1:short") == (4, str(10**4299).encode())
+        assert server.raw_get(":1:long")[0] == 1  # pickled
+    finally:
+        sys.set_int_max_str_digits(limit)
+    assert cache.get_many(["short", "long"]) == {"short": 10**4299, "long": 10**4300}
 
 
 def test_key_errors_on_reads_name_the_key(cache):

@@ -10,6 +10,8 @@ namespace nativecache::py {
 namespace {
 constexpr std::size_t kReleaseGilAbove = 64 * 1024;
 constexpr std::size_t kMaxInflated = std::size_t{256} << 20;
+// sys.int_info.default_max_str_digits: the longest decimal int every process can read.
+constexpr Py_ssize_t kDefaultMaxStrDigits = 4300;
 
 std::span<const std::byte> bytes_of(const char* p, Py_ssize_t n) noexcept {
   return {reinterpret_cast<const std::byte*>(p), static_cast<std::size_t>(n)};
@@ -82,6 +84,9 @@ bool encode(ModuleState* st, const CodecOptions& opts, PyObject* value, Encoded&
       Py_ssize_t n = 0;
       const char* p = PyUnicode_AsUTF8AndSize(text.get(), &n);
       if (p == nullptr) return false;
+      // Decimal text only as long as a process with Python's default limit can read it
+      // back (this one may have raised its own); pickle stores any int.
+      decimal = n - (p[0] == '-' ? 1 : 0) <= kDefaultMaxStrDigits;
       out.buf.assign(p, static_cast<std::size_t>(n));
     } else if (PyErr_ExceptionMatches(PyExc_ValueError)) {
       // Over sys.get_int_max_str_digits(): no decimal text, but pickle stores it.
