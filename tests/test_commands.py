@@ -414,6 +414,8 @@ def test_commands_do_not_create_a_segment_no_process_has_made(shm_entry):
     keys = manage(config, "cache_keys")
     assert keys.returncode == 0, keys.stderr
     assert keys.stdout.strip() == "No keys (the cache's segment was never created)."
+    raw = manage(config, "cache_keys", "--raw")  # keys alone, one per line: none
+    assert raw.returncode == 0 and raw.stdout == "", raw.stdout
     assert not segment.exists()
 
     # Bad OPTIONS are still reported as such, not as an empty cache.

@@ -45,7 +45,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         (alias,) = resolve_aliases([options["alias"]])
         if unmade_segment(alias) is not None:  # nothing stored; building it would create it
-            if options["verbosity"] >= 1:
+            if options["verbosity"] >= 1 and not options["raw"]:  # --raw: keys alone
                 self.stdout.write("No keys (the cache's segment was never created).")
             return
         cache = open_cache(alias)
