@@ -54,7 +54,7 @@ from django_nativecache.backends.base import NativeCache
 from django_nativecache.backends.db import DatabaseCache
 from django_nativecache.backends.filebased import FileBasedCache
 from django_nativecache.backends.memcached import MemcachedCache, parse_server
-from django_nativecache.exceptions import StorageFull
+from django_nativecache.exceptions import CacheError, StorageFull
 from django_nativecache.options import parse_size
 
 SHM_DIR = "/dev/shm"
@@ -202,7 +202,7 @@ def _error(n: int, alias: str, backend: str, msg: str, hint: str | None = None) 
 
 
 def _text(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno and exc.strerror:
+    if isinstance(exc, CacheError) and isinstance(exc, OSError) and exc.errno and exc.strerror:
         return exc.strerror  # our stores' text, which names the OS error (no "[Errno n]")
     return str(exc) or type(exc).__name__
 

@@ -48,6 +48,13 @@ class ExplodingCache(BaseCache):
         raise ImproperlyConfigured("exploding cache refuses to be built")
 
 
+class UnreadableCache(BaseCache):
+    """Someone else's backend whose directory cannot be read: an OSError with a path."""
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        raise PermissionError(13, "Permission denied", "/var/cache/site")
+
+
 @pytest.fixture
 def segments() -> Iterator[list[str]]:
     """LOCATIONs of shared-memory caches (NAMESPACE tests.shmutil.NAMESPACE), removed
@@ -365,13 +372,17 @@ def test_other_backends_are_left_to_django_but_never_crash_the_run(settings):
         "default": {"BACKEND": DUMMY},
         "exploding": {"BACKEND": "tests.test_checks.ExplodingCache"},
         "missing": {"BACKEND": "no.such.module.Cache"},
+        "unreadable": {"BACKEND": "tests.test_checks.UnreadableCache"},
     }
     assert check_caches() == []
     messages = ours(settings, settings.CACHES)
-    assert ids(messages) == ["django_nativecache.E004"] * 2
+    assert ids(messages) == ["django_nativecache.E004"] * 3
     assert messages[0].msg == ("CACHES['exploding'] (tests.test_checks.ExplodingCache): cannot "
                                "be opened: exploding cache refuses to be built")
     assert messages[1].msg.startswith("CACHES['missing'] (no.such.module.Cache): cannot be opened")
+    # Another backend's OSError keeps all it says, its path too.
+    assert messages[2].msg.endswith("cannot be opened: [Errno 13] Permission denied: "
+                                    "'/var/cache/site'")
 
 
 # -- Django's file cache warnings (caches.W002, caches.W003) ------------------------------------
