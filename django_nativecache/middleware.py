@@ -142,6 +142,8 @@ def _remember(key: str, epoch: int, cas: int, response: HttpResponse) -> _Decode
     if max_age is not None:
         if "Expires" not in response:
             return None  # Django's lookup of it raises: left to _aged()
+        if RFC850_DATE.match(response["Expires"]):
+            return None  # its century depends on today's date: parsed again on each hit
         expires = _expires_at(response["Expires"])
     size = sum(len(chunk) for chunk in response._container)  # type: ignore[attr-defined]
     if size > _DECODED_BYTES // 16:

@@ -215,6 +215,11 @@ def test_expires_with_a_two_digit_year_is_parsed_as_django_parses_it_today(
     modern = "Sun, 06 Nov 1994 08:49:37 GMT"
     assert native_middleware._expires_at(modern) == parse_http_date_safe(modern)
     assert list(native_middleware._expires) == [modern]
+    # Nor is a response that carries one decoded once for all hits.
+    response = HttpResponse("old-style")
+    response["Cache-Control"] = "max-age=60"
+    response["Expires"] = text
+    assert native_middleware._remember("rfc850-page", 1, 1, response) is None
 
 
 def test_cache_middleware_is_both_of_the_others_as_in_django() -> None:
