@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.cache.backends.base import InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 
@@ -167,6 +168,16 @@ def test_set_many_returns_refused_keys(cache):
     failed = cache.set_many({"small": 1, "big": b"x" * (2 << 20), "other": "v"})
     assert failed == ["big"]
     assert cache.get_many(["small", "big", "other"]) == {"small": 1, "other": "v"}
+    # aset_many is set_many, in a thread.
+    cache.delete("small")
+    failed = async_to_sync(cache.aset_many)({"small": 1, "big": b"x" * (2 << 20)})
+    assert failed == ["big"] and cache.get("small") == 1
+
+
+def test_async_incr_keeps_the_expiry(cache, server):
+    cache.set("n", 1, 500)
+    assert async_to_sync(cache.aincr)("n") == 2
+    assert 495 <= server.ttl(":1:n") <= 500
 
 
 def test_set_many_returns_the_callers_keys_under_a_key_function(server):

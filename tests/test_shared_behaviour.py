@@ -4,6 +4,7 @@ tests/conformance). What a backend cannot do is stated where it is left out."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import tempfile
 import warnings
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from unittest import mock
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core import management
 from django.core.cache.backends.base import CacheKeyWarning, InvalidCacheKey
 from django.db import connection
@@ -135,6 +137,21 @@ def test_incr_decr(cache):
         cache.incr("none")
     with pytest.raises(ValueError, match="Key 'missing' not found"):
         cache.incr("missing")
+
+
+def test_async_incr_and_batches_are_the_sync_calls(cache):
+    async def run() -> None:
+        await cache.aset("n", 0)
+        await asyncio.gather(*(cache.aincr("n") for _ in range(50)))  # none lost
+        assert await cache.aget("n") == 50
+        # decr as the sync one: memcached's stops at 0, the others go below.
+        assert await cache.adecr("n", 60) == (0 if cache.kind == "memcached" else -10)
+        assert await cache.aset_many({"a": 1, "b": 2}) == []
+        assert await cache.aget_many(iter(["a", "b", "c"])) == {"a": 1, "b": 2}
+        await cache.adelete_many(["a", "b"])
+        assert await cache.aget_many(["a", "b"]) == {}
+
+    async_to_sync(run)()
 
 
 def test_many(cache):

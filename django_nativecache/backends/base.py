@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 
 from django_nativecache._native import Store
@@ -239,6 +240,31 @@ class NativeCache(NativeKeys, BaseCache):
 
     def stats(self) -> dict[str, int]:
         return self._store.stats()
+
+
+class ThreadAsyncMixin:
+    """Async methods for stores that wait on I/O (memcached, files, a database): the
+    read-modify-write and batch calls run their sync method in a thread, as Django runs
+    the others (thread-sensitive, so a database connection is the caller's).
+
+    Django's defaults build these from aget/aset one key at a time, so they would not be
+    what the sync calls are: incr atomic and keeping the expiry, set_many checking its
+    batch whole and returning the keys it could not store, one round trip per batch.
+    """
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> Any:
+        return await sync_to_async(self.get_many, thread_sensitive=True)(keys, version)
+
+    async def aset_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        return await sync_to_async(self.set_many, thread_sensitive=True)(data, timeout, version)
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await sync_to_async(self.delete_many, thread_sensitive=True)(keys, version)
 
 
 class InlineAsyncMixin:

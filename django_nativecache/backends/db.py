@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import BaseDatabaseCache
@@ -37,7 +36,7 @@ from django.db import DatabaseError, IntegrityError, connections, models, router
 from django.utils.timezone import now as tz_now
 
 from django_nativecache import _native
-from django_nativecache.backends.base import NativeKeys
+from django_nativecache.backends.base import NativeKeys, ThreadAsyncMixin
 from django_nativecache.options import count_option, in_range, parse_size, validate_options
 
 _SCHEMA = {
@@ -166,7 +165,7 @@ class _RowCount:
         self.known, self.added, self.at = n, 0, time.monotonic()
 
 
-class DatabaseCache(NativeKeys, BaseDatabaseCache):
+class DatabaseCache(ThreadAsyncMixin, NativeKeys, BaseDatabaseCache):
     def __init__(self, table: str, params: dict[str, Any]) -> None:
         options = validate_options(
             f"{type(self).__name__} {table!r}", params.get("OPTIONS") or {}, _SCHEMA
@@ -462,10 +461,6 @@ class DatabaseCache(NativeKeys, BaseDatabaseCache):
                     )
                 if cursor.rowcount > 0:
                     return new_value
-
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
-        # BaseCache's is a get and a set: neither atomic nor keeping the expiry as incr().
-        return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
 
     def clear(self) -> None:
         db, connection, sql = self._connection(write=True)

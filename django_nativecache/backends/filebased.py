@@ -20,7 +20,7 @@ import time
 from typing import IO, Any
 
 from django_nativecache import _native
-from django_nativecache.backends.base import NativeCache
+from django_nativecache.backends.base import NativeCache, ThreadAsyncMixin
 from django_nativecache.options import count_option, in_range, parse_size, validate_options
 
 _SCHEMA = {
@@ -36,7 +36,7 @@ _HEADER = struct.Struct("=IHHIIQqQII")
 _MAGIC = 0x434E4A44
 
 
-class FileBasedCache(NativeCache):
+class FileBasedCache(ThreadAsyncMixin, NativeCache):
     cache_suffix = ".djc"
 
     def __init__(self, dir: str | os.PathLike[str], params: dict[str, Any]) -> None:

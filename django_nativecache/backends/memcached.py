@@ -30,7 +30,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache import _native
-from django_nativecache.backends.base import NativeCache
+from django_nativecache.backends.base import NativeCache, ThreadAsyncMixin
 from django_nativecache.options import in_range, parse_size, validate_options
 
 logger = logging.getLogger("django_nativecache")
@@ -184,7 +184,7 @@ def _log_ignored(exc: BaseException) -> None:
     logger.warning("memcached error ignored (IGNORE_EXCEPTIONS): %s", exc)
 
 
-class MemcachedCache(NativeCache):
+class MemcachedCache(ThreadAsyncMixin, NativeCache):
     validate_key = _raise_for_memcached
     _native_validate_key = _raise_for_memcached
     _enforce_max_entries = False  # the server evicts by its own memory limit
