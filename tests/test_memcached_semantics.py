@@ -12,7 +12,6 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.core.cache import caches
 from django.core.cache.backends.base import InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 
@@ -374,29 +373,6 @@ def test_close_keeps_connections(cache, server):
         assert cache.get("k") == 1
     # Only our own probe connected since.
     assert int(server.stats()["total_connections"]) == before + 1
-
-
-def test_instances_built_per_task_reuse_the_connections_of_those_gone(server, settings):
-    # Under ASGI Django builds a cache instance per request task; one that goes hands
-    # its client, connections included, to the next with the same configuration.
-    settings.CACHES = {"default": {"BACKEND": "django_nativecache.backends.memcached."
-                                              "MemcachedCache", "LOCATION": server.location}}
-
-    async def request(n: int) -> int:
-        cache = caches["default"]
-        await cache.aset("per-task", n)
-        return await cache.aget("per-task")
-
-    async def requests_one_after_another() -> list[int]:
-        return [await asyncio.create_task(request(n)) for n in range(30)]
-
-    async_to_sync(requests_one_after_another)()  # first connections, then reused
-    before = int(server.stats()["total_connections"])
-    assert async_to_sync(requests_one_after_another)() == list(range(30))
-    assert int(server.stats()["total_connections"]) - before <= 2  # our probe, and slack
-    other = mcutil.build(server.location, binary=True)  # another configuration: its own
-    other.set("k", 1)
-    assert other.get("k") == 1
 
 
 def test_disconnect_all_closes_and_the_next_call_reconnects(cache, server):

@@ -42,24 +42,6 @@ DEFAULT_IO_TIMEOUT = 1.0
 DEFAULT_RETRY_TIMEOUT = 2
 _THIRTY_DAYS = 60 * 60 * 24 * 30
 
-# Idle native clients (each with its open connections), per configuration. Django builds
-# a cache instance per thread and, under ASGI, per request task: an instance that goes
-# hands its client to the next one built with the same configuration, so async requests
-# do not connect anew each time. list.append/pop are atomic under the GIL, so __del__,
-# which may run inside any code, takes no lock.
-_IDLE_LIMIT = 64
-_idle: dict[tuple[Any, ...], list[_native.Store]] = {}
-
-
-def _client(config: tuple[Any, ...]) -> _native.Store:
-    idle = _idle.get(config)
-    if idle:
-        try:
-            return idle.pop()
-        except IndexError:  # another thread took the last one
-            pass
-    return _native.open_memcached(*config)
-
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
@@ -229,28 +211,18 @@ class MemcachedCache(ThreadAsyncMixin, NativeCache):
             raise ImproperlyConfigured(f"{name}: LOCATION names no memcached server")
         self._options = options
         ignore = options["IGNORE_EXCEPTIONS"] or options["ignore_exc"]
-        config = (
-            tuple(specs),
-            options["binary"],
-            tuple(self._behaviors(options).items()),
-            options["COMPRESS_MIN_LENGTH"],
-            options["COMPRESS_LEVEL"],
-            ignore,
-            _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
-        )
         try:
-            self._store = _client(config)
+            self._store = _native.open_memcached(
+                specs,
+                options["binary"],
+                list(self._behaviors(options).items()),
+                options["COMPRESS_MIN_LENGTH"],
+                options["COMPRESS_LEVEL"],
+                ignore,
+                _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
+            )
         except ImproperlyConfigured as exc:
             raise ImproperlyConfigured(f"{name}: OPTIONS {exc}") from None
-        self._config = config
-
-    def __del__(self) -> None:
-        state = self.__dict__
-        if "_config" not in state or _idle is None:  # not built, or at interpreter exit
-            return
-        idle = _idle.setdefault(state["_config"], [])
-        if len(idle) < _IDLE_LIMIT:
-            idle.append(state["_store"])
 
     @staticmethod
     def _behaviors(options: dict[str, Any]) -> dict[str, int | str]:
