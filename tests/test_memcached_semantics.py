@@ -8,16 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.core.cache import caches
 from django.core.cache.backends.base import InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 
-from django_nativecache.backends import memcached as memcached_backend
 from django_nativecache.exceptions import CacheUnavailable, ValueTooLarge
 from tests import mcutil
 
@@ -376,45 +373,6 @@ def test_close_keeps_connections(cache, server):
         assert cache.get("k") == 1
     # Only our own probe connected since.
     assert int(server.stats()["total_connections"]) == before + 1
-
-
-def test_instances_of_request_tasks_reuse_their_threads_connections(server, settings):
-    # Under ASGI Django builds a cache instance per request task and never closes it:
-    # the instances of one thread share its client, so requests do not connect anew.
-    settings.CACHES = {"default": {"BACKEND": "django_nativecache.backends.memcached."
-                                              "MemcachedCache", "LOCATION": server.location}}
-
-    async def request(n: int) -> int:
-        cache = caches["default"]
-        await cache.aset("per-task", n)
-        return await cache.aget("per-task")
-
-    async def requests_one_after_another() -> list[int]:
-        return [await asyncio.create_task(request(n)) for n in range(30)]
-
-    async_to_sync(requests_one_after_another)()
-    before = int(server.stats()["total_connections"])
-    assert async_to_sync(requests_one_after_another)() == list(range(30))
-    assert int(server.stats()["total_connections"]) - before <= 2  # the probe, and slack
-
-
-def test_a_client_per_thread_and_settings(server):
-    first, second = mcutil.build(server.location), mcutil.build(server.location)
-    binary = mcutil.build(server.location, binary=True)
-    assert first._store is second._store and binary._store is not first._store
-    other: list[object] = []
-    thread = threading.Thread(target=lambda: other.append(mcutil.build(server.location)))
-    thread.start()
-    thread.join()
-    assert other[0]._store is not first._store  # never shared by two threads' instances
-    first.set("k", 1)
-    second.disconnect_all()  # the other instance of the thread reconnects as it needs
-    assert first.get("k") == 1
-    # Bounded: the oldest configurations are forgotten (their instances keep theirs).
-    many = [mcutil.build(server.location, COMPRESS_MIN_LENGTH=1000 + n)
-            for n in range(2 * memcached_backend._CONFIGS_PER_THREAD)]
-    assert len(memcached_backend._clients.by_config) == memcached_backend._CONFIGS_PER_THREAD
-    assert many[0].get("k") == 1
 
 
 def test_disconnect_all_closes_and_the_next_call_reconnects(cache, server):

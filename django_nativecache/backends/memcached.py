@@ -18,9 +18,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,31 +41,6 @@ DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_IO_TIMEOUT = 1.0
 DEFAULT_RETRY_TIMEOUT = 2
 _THIRTY_DAYS = 60 * 60 * 24 * 30
-
-# Native clients (each with its open connections) per thread and configuration. Django
-# builds a cache instance per thread and, under ASGI, one per request task, which it never
-# closes; the instances of one thread share that thread's client for their settings, so
-# an async request does not connect anew. Calls of one thread never overlap, and a client
-# serialises its callers anyway (its mutex), so sharing it changes no result. Bounded per
-# thread: a client of a configuration dropped from here stays with the instances that
-# hold it and closes its connections with the last of them.
-_CONFIGS_PER_THREAD = 16
-_clients = threading.local()
-
-
-def _client(config: tuple[Any, ...]) -> _native.Store:
-    mine: OrderedDict[tuple[Any, ...], _native.Store] | None = getattr(_clients, "by_config",
-                                                                         None)
-    if mine is None:
-        mine = _clients.by_config = OrderedDict()
-    store = mine.get(config)
-    if store is None:
-        store = mine[config] = _native.open_memcached(*config)
-        if len(mine) > _CONFIGS_PER_THREAD:
-            mine.popitem(last=False)
-    else:
-        mine.move_to_end(config)
-    return store
 
 
 def _bool(value: Any) -> bool:
@@ -238,18 +211,16 @@ class MemcachedCache(ThreadAsyncMixin, NativeCache):
             raise ImproperlyConfigured(f"{name}: LOCATION names no memcached server")
         self._options = options
         ignore = options["IGNORE_EXCEPTIONS"] or options["ignore_exc"]
-        # Every argument of the native client: a thread's instances share a client by it.
-        self._config = (
-            tuple(specs),
-            options["binary"],
-            tuple(self._behaviors(options).items()),
-            options["COMPRESS_MIN_LENGTH"],
-            options["COMPRESS_LEVEL"],
-            ignore,
-            _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
-        )
         try:
-            self._store = _client(self._config)
+            self._store = _native.open_memcached(
+                specs,
+                options["binary"],
+                list(self._behaviors(options).items()),
+                options["COMPRESS_MIN_LENGTH"],
+                options["COMPRESS_LEVEL"],
+                ignore,
+                _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
+            )
         except ImproperlyConfigured as exc:
             raise ImproperlyConfigured(f"{name}: OPTIONS {exc}") from None
 
