@@ -731,7 +731,8 @@ PyObject* Store_server_for(StoreObject* self, PyObject* const* args, Py_ssize_t 
       AllowThreads allow(self);
       s = m->server_for(kb.view(), server);
     }
-    if (!s.ok()) return fail(self, s, nullptr, kb.view());
+    if (s.code == Code::kBadKey) return raise_for_key(self, s, kb.view());
+    if (!s.ok()) return raise_status(self->st, s);  // no miss to answer: raised even if ignored
     return PyUnicode_FromString(server.c_str());
   });
 }
