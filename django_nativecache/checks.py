@@ -233,7 +233,7 @@ def _check_shm(alias: str, backend: str, cls: type, location: Any,
     if isinstance(options, Mapping):
         namespace = options.get("NAMESPACE")  # the backend takes str() of it
         name = shm.segment_name(location, None if namespace is None else str(namespace))
-        if not os.path.exists(os.path.join(SHM_DIR, name)):
+        if not shm.segment_exists(name):
             return _probe_shm(alias, backend, cls, location, params, options, name)
     # The segment exists (or OPTIONS is refused before anything is attached): attaching
     # is what every process of the site does first, so the check may too.
