@@ -1,20 +1,26 @@
 """MemcachedCache beyond Django's suite: Django's memcached timeout rules as the server
 sees them, the delete-on-failed-set rule, incr/decr, memcached's own commands,
-connections kept across requests, IGNORE_EXCEPTIONS, and async calls that leave the
-event loop free. Most tests run on both protocols (text and binary)."""
+connections kept across requests and shared by the instances of one configuration,
+IGNORE_EXCEPTIONS, and async calls that leave the event loop free. Most tests run on
+both protocols (text and binary)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
+import threading
 import time
+import weakref
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import ThreadSensitiveContext, async_to_sync
+from django.core.cache import caches
 from django.core.cache.backends.base import InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 
+from django_nativecache.backends import memcached as memcached_backend
 from django_nativecache.exceptions import CacheUnavailable, ValueTooLarge
 from tests import mcutil
 
@@ -381,6 +387,108 @@ def test_disconnect_all_closes_and_the_next_call_reconnects(cache, server):
     cache.disconnect_all()
     assert cache.get("k") == 1
     assert int(server.stats()["total_connections"]) == before + 2
+
+
+def _connections(server) -> int:
+    return int(server.stats()["total_connections"])
+
+
+def test_instances_with_the_same_settings_share_one_client(server):
+    first, second = mcutil.build(server.location), mcutil.build(server.location)
+    binary = mcutil.build(server.location, binary=True)
+    assert first._store is second._store and binary._store is not first._store
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(mcutil.build(server.location)))
+    thread.start()
+    thread.join()
+    assert other[0]._store is first._store  # each call takes a connection set of its own
+    first.set("shared", 1)
+    before = _connections(server)
+    second.disconnect_all()  # closes the connections of every instance with these settings
+    assert first.get("shared") == 1
+    assert _connections(server) == before + 2  # the probe and the reconnection
+    # Kept after its last instance has gone, while among the latest configurations.
+    client = weakref.ref(first._store)
+    del first, second, other
+    gc.collect()
+    assert mcutil.build(server.location)._store is client()
+    for n in range(memcached_backend._CLIENTS_KEPT):
+        mcutil.build(server.location, COMPRESS_MIN_LENGTH=1000 + n)
+    gc.collect()
+    assert client() is None
+    assert len(memcached_backend._recent) == memcached_backend._CLIENTS_KEPT
+
+
+def _asgi_request(body):
+    """Runs body(cache) as Django's ASGI handler runs a request: in a task of its own, in
+    its own thread-sensitive context, on a cache instance made for that task. (Run the
+    loop with asyncio.run: under async_to_sync, every sync call would go to its caller's
+    thread instead.)"""
+
+    async def request(*args):
+        async with ThreadSensitiveContext():
+            return await body(caches["default"], *args)
+
+    return request
+
+
+def test_async_requests_reuse_connections(server, settings):
+    # Django makes a cache instance per request task under ASGI and never closes it.
+    settings.CACHES = {"default": {"BACKEND": "django_nativecache.backends.memcached."
+                                              "MemcachedCache", "LOCATION": server.location}}
+
+    async def body(cache, n):
+        await cache.aset("per-task", n)
+        return await cache.aget("per-task")
+
+    request = _asgi_request(body)
+
+    async def requests_one_after_another() -> list[int]:
+        return [await asyncio.create_task(request(n)) for n in range(30)]
+
+    asyncio.run(requests_one_after_another())
+    before = _connections(server)
+    assert asyncio.run(requests_one_after_another()) == list(range(30))
+    assert _connections(server) - before == 1  # the probe; without sharing, 30
+
+
+def test_concurrent_async_requests_do_not_wait_for_each_other(server, settings):
+    server.flush()
+    with mcutil.DelayProxy(server.port, 0.2) as link:  # 0.4 s for each round trip
+        settings.CACHES = {"default": {"BACKEND": "django_nativecache.backends.memcached."
+                                                  "MemcachedCache", "LOCATION": link.location}}
+
+        async def body(cache, n):
+            return await cache.aget(f"concurrent-{n}", n)
+
+        request = _asgi_request(body)
+
+        async def ten_at_once() -> list[int]:
+            return await asyncio.gather(*(request(n) for n in range(10)))
+
+        started = time.monotonic()
+        assert asyncio.run(ten_at_once()) == list(range(10))
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0, elapsed  # one after another, at least 4 s
+
+
+def test_pool_options_bound_the_connection_sets_kept(server):
+    server.flush()
+    with mcutil.DelayProxy(server.port, 0.2) as link:
+        capped = mcutil.build(link.location, max_pool_size=1)
+        expiring = mcutil.build(link.location, pool_idle_timeout=1)
+        for cache in (capped, expiring):
+            threads = [threading.Thread(target=cache.get, args=(f"pool-{n}",))
+                       for n in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert capped._store._idle_handles() == 1  # the other three closed on return
+        assert expiring._store._idle_handles() == 4  # one per call that ran at once
+        time.sleep(1.2)
+        assert expiring._store._idle_handles() == 0  # idle past pool_idle_timeout
+        assert expiring.get("pool-0", "miss") == "miss"
 
 
 # -- options -----------------------------------------------------------------------------------

@@ -241,6 +241,27 @@ def test_hung_server_times_out_then_is_skipped(three):
     assert [cache.get(k) for k in keys] == keys
 
 
+def test_a_hung_server_costs_one_wait_per_process_not_one_per_request(three):
+    # Under ASGI Django makes a cache instance per request: the instances with the same
+    # settings share their client, so what one learnt of a hung server, the next knows.
+    locations = [s.location for s in three]
+    first = mcutil.build(locations, timeout=0.5, retry_timeout=5)
+    key = next(k for k in (f"hung-{i}" for i in range(1000))
+               if first.server_for(k) == three[1].address)
+    first.set(key, 1)
+    three[1].pause()
+    try:
+        with pytest.raises(CacheUnavailable):
+            first.get(key)  # waits the timeout
+        started = time.monotonic()
+        for _ in range(5):
+            with pytest.raises(CacheUnavailable, match="did not answer in time"):
+                mcutil.build(locations, timeout=0.5, retry_timeout=5).get(key)
+        assert time.monotonic() - started < 0.3
+    finally:
+        three[1].resume()
+
+
 def test_unreachable_server_fails_within_the_connect_timeout():
     # A TCP port nobody listens on: refused at once, then skipped until retry_timeout.
     server = MemcachedServer()  # never started: its port is free

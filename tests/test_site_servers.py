@@ -186,6 +186,20 @@ def test_uvicorn_async_views_on_a_thread_hopping_cache_show_the_hop(site) -> Non
     assert yielded == Counter({"1": 40})
 
 
+def test_uvicorn_async_requests_on_memcached_reuse_connections(site, memcached_server) -> None:
+    # Django makes a cache instance per request task under ASGI and never closes it; the
+    # instances with the same settings share one client, so requests do not connect anew.
+    with uvicorn(site("memcached", memcached_server.location)) as port:
+        for n in range(10):  # each worker opens its connections
+            assert demo.request(port, f"/async/{n}/")[0] == 200
+        before = int(memcached_server.stats()["total_connections"])
+        for _ in range(4):
+            for n in range(10):
+                assert demo.request(port, f"/async/{n}/")[0] == 200
+        opened = int(memcached_server.stats()["total_connections"]) - before
+    assert opened <= 4, opened  # the probe, and slack; without sharing, at least 40
+
+
 # --- the demo command ----------------------------------------------------------------
 
 

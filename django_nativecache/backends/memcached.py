@@ -8,9 +8,11 @@ cache, or run both during a rolling deploy.
 
 Django's memcached rules hold: a timeout over 30 days is sent as an absolute time,
 ``0`` or a negative timeout keeps nothing, a value the server refuses deletes the old
-one, keys memcached cannot take raise ``InvalidCacheKey``. Connections stay open across
-requests (``close()`` keeps them), are never shared by two threads, and a child process
-after ``fork()`` opens its own.
+one, keys memcached cannot take raise ``InvalidCacheKey``. The instances with the same
+settings share one native client and its pool of connection sets: each call takes a set
+for its duration, so connections are kept across requests (``close()`` keeps them) and
+under ASGI, where Django makes an instance per request, never used by two threads at
+once, and a child process after ``fork()`` opens its own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -111,10 +116,10 @@ _SCHEMA = {
     "dead_timeout": (_seconds, None),
     "retry_attempts": (in_range(1, 1000), None),
     "socket_keepalive": (_bool, False),
-    # Each cache instance (one per thread in Django) holds its own connections already.
+    # Connections are always pooled: these bound the connection sets kept between calls.
     "use_pooling": (_bool, False),
     "max_pool_size": (in_range(1, 1 << 20), None),
-    "pool_idle_timeout": (in_range(0, 1 << 31), None),
+    "pool_idle_timeout": (in_range(0, 1 << 31), 0),
     "allow_unicode_keys": (_only(True, why="keys are sent as UTF-8"), True),
     "default_noreply": (_only(False, why="every call needs the server's reply"), False),
     "encoding": (_only("utf8", "utf-8", "ascii", why="keys are sent as UTF-8"), "utf8"),
@@ -184,6 +189,29 @@ def _log_ignored(exc: BaseException) -> None:
     logger.warning("memcached error ignored (IGNORE_EXCEPTIONS): %s", exc)
 
 
+# The native clients by the arguments they were opened with. Django makes a cache
+# instance per thread and, under ASGI, one per request task: the instances with the same
+# settings share a client, and its connections outlive the request. A client is kept
+# while an instance holds it, and the latest few also after the last one has gone.
+_CLIENTS_KEPT = 16
+_clients: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+_recent: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def _client(*args: Any) -> Any:
+    with _clients_lock:
+        client = _clients.get(args)
+        if client is None:
+            client = _native.open_memcached(*args)  # connects on its first call, not here
+            _clients[args] = client
+        _recent[args] = client
+        _recent.move_to_end(args)
+        if len(_recent) > _CLIENTS_KEPT:
+            _recent.popitem(last=False)
+    return client
+
+
 class MemcachedCache(ThreadAsyncMixin, NativeCache):
     validate_key = _raise_for_memcached
     _native_validate_key = _raise_for_memcached
@@ -211,15 +239,18 @@ class MemcachedCache(ThreadAsyncMixin, NativeCache):
             raise ImproperlyConfigured(f"{name}: LOCATION names no memcached server")
         self._options = options
         ignore = options["IGNORE_EXCEPTIONS"] or options["ignore_exc"]
+        max_idle = options["max_pool_size"]
         try:
-            self._store = _native.open_memcached(
-                specs,
+            self._store = _client(
+                tuple(specs),
                 options["binary"],
-                list(self._behaviors(options).items()),
+                tuple(self._behaviors(options).items()),
                 options["COMPRESS_MIN_LENGTH"],
                 options["COMPRESS_LEVEL"],
                 ignore,
                 _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
+                -1 if max_idle is None else max_idle,
+                options["pool_idle_timeout"],
             )
         except ImproperlyConfigured as exc:
             raise ImproperlyConfigured(f"{name}: OPTIONS {exc}") from None
@@ -296,7 +327,8 @@ class MemcachedCache(ThreadAsyncMixin, NativeCache):
         return self._store.behavior(name)
 
     def disconnect_all(self) -> None:
-        """Closes every connection now; the next call reconnects."""
+        """Closes every connection of the instances with these settings now (those in
+        use when their call ends); the next call reconnects."""
         self._store.disconnect()
 
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <climits>
 #include <cstring>
+#include <iterator>
 #include <ctime>
 #include <mutex>
 #include <unordered_map>
@@ -161,17 +162,13 @@ std::string server_name(const memcached_instance_st* instance) {
 
 }  // namespace
 
-// The libmemcached handle and the reusable result it fetches into.
+// A libmemcached handle (its connections) and the reusable result it fetches into.
 struct MemcachedStore::Handle {
   memcached_st* mc = nullptr;
   memcached_result_st result{};
   bool result_ready = false;
-  // Per server (libmemcached's position): until when it is skipped after a timeout.
-  std::vector<std::int64_t> hung_until;
-  std::int64_t skip_until = 0;  // the latest of them
-  std::int64_t retry_ms = 2000;
-
-  [[nodiscard]] bool skipping() const noexcept { return skip_until != 0 && now_ms() < skip_until; }
+  std::uint64_t disconnects = 0;  // the store's count when the handle was made
+  std::int64_t idle_since_ms = 0;
 
   Handle() = default;
   Handle(const Handle&) = delete;
@@ -202,11 +199,24 @@ MemcachedStore::MemcachedStore(ClientConfig cfg) : cfg_(std::move(cfg)) {}
 
 MemcachedStore::~MemcachedStore() {
   // A child must not send "quit" on its parent's connections, which memcached_free does:
-  // the inherited handle is left as it is.
-  if (fork_generation_ != fork_generation()) {
-    static_cast<void>(h_.release());
-  }
+  // the inherited handles are left as they are.
+  std::lock_guard lock(mu_);
+  forget_parent_handles();
 }
+
+// A handle checked out of the pool for one call.
+class MemcachedStore::Lease {
+ public:
+  explicit Lease(MemcachedStore& store) : store_(store), h_(store.check_out()) {}
+  ~Lease() { store_.check_in(std::move(h_)); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  Handle& operator*() const noexcept { return *h_; }
+
+ private:
+  MemcachedStore& store_;
+  std::unique_ptr<Handle> h_;
+};
 
 Status MemcachedStore::open(const ClientConfig& cfg, std::unique_ptr<MemcachedStore>& out,
                             std::string& detail) {
@@ -216,8 +226,21 @@ Status MemcachedStore::open(const ClientConfig& cfg, std::unique_ptr<MemcachedSt
     return Status::Of(Code::kInvalidArgument);
   }
   std::unique_ptr<MemcachedStore> store(new MemcachedStore(cfg));
-  Status s = store->build(detail);
-  if (!s.ok()) return s;
+  std::unique_ptr<Handle> first;
+  if (Status s = store->build(first, detail); !s.ok()) return s;
+  // Skipping needs the server a key goes to; with random distribution or replicas a
+  // request may go elsewhere, so those configurations leave it to libmemcached.
+  const bool routed = memcached_behavior_get(first->mc, MEMCACHED_BEHAVIOR_DISTRIBUTION) !=
+                          MEMCACHED_DISTRIBUTION_RANDOM &&
+                      memcached_behavior_get(first->mc, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) == 0;
+  if (routed) {
+    store->hung_until_ = std::vector<std::atomic<std::int64_t>>(memcached_server_count(first->mc));
+  }
+  store->retry_ms_ = static_cast<std::int64_t>(
+                         memcached_behavior_get(first->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT)) *
+                     1000;
+  store->fork_generation_ = fork_generation();
+  store->idle_.push_back(std::move(first));
   out = std::move(store);
   return Status::Ok();
 }
@@ -298,7 +321,8 @@ using UniqueMemcached = std::unique_ptr<memcached_st, FreeMemcached>;
 
 }  // namespace
 
-Status MemcachedStore::build(std::string& detail) {
+// A new handle; it connects on its first request.
+Status MemcachedStore::build(std::unique_ptr<Handle>& out, std::string& detail) const {
   auto h = std::make_unique<Handle>();
   h->mc = memcached_create(nullptr);
   if (h->mc == nullptr) {
@@ -311,32 +335,100 @@ Status MemcachedStore::build(std::string& detail) {
     return Status::Of(Code::kIo);
   }
   h->result_ready = true;
-  // Skipping needs the server a key goes to; with random distribution or replicas a
-  // request may go elsewhere, so those configurations leave it to libmemcached.
-  const bool routed = memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_DISTRIBUTION) !=
-                          MEMCACHED_DISTRIBUTION_RANDOM &&
-                      memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS) == 0;
-  if (routed) h->hung_until.assign(memcached_server_count(h->mc), 0);
-  h->retry_ms =
-      static_cast<std::int64_t>(memcached_behavior_get(h->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT)) *
-      1000;
-  h_ = std::move(h);
-  fork_generation_ = fork_generation();
+  out = std::move(h);
   return Status::Ok();
 }
 
-MemcachedStore::Handle& MemcachedStore::handle() {
-  if (fork_generation_ != fork_generation()) [[unlikely]] {
-    // In a child of fork(): the inherited sockets belong to the parent. Leave them
-    // untouched (freeing the handle would send "quit" on them) and connect afresh.
-    static_cast<void>(h_.release());
-    std::string detail;
-    if (!build(detail).ok()) {
-      // The same configuration built before; only allocation can fail here.
-      throw std::bad_alloc();
+void MemcachedStore::forget_parent_handles() {
+  if (fork_generation_ == fork_generation()) [[likely]] return;
+  // In a child of fork(): the inherited sockets belong to the parent. Leave them
+  // untouched (freeing a handle would send "quit" on them); new handles connect afresh.
+  for (auto& h : idle_) static_cast<void>(h.release());
+  idle_.clear();
+  for (auto& until : hung_until_) until.store(0, std::memory_order_relaxed);
+  skip_until_.store(0, std::memory_order_relaxed);
+  fork_generation_ = fork_generation();
+}
+
+void MemcachedStore::close_idle_past_timeout(std::int64_t now,
+                                             std::vector<std::unique_ptr<Handle>>& closed) {
+  if (cfg_.idle_timeout_ms <= 0) return;
+  auto fresh = std::find_if(idle_.begin(), idle_.end(), [&](const auto& idle) {
+    return now - idle->idle_since_ms <= cfg_.idle_timeout_ms;
+  });
+  closed.insert(closed.end(), std::make_move_iterator(idle_.begin()),
+                std::make_move_iterator(fresh));
+  idle_.erase(idle_.begin(), fresh);
+}
+
+std::unique_ptr<MemcachedStore::Handle> MemcachedStore::check_out() {
+  // Declared before the lock, so the handles closed here are freed after it is released
+  // (memcached_free sends "quit" on their connections).
+  std::vector<std::unique_ptr<Handle>> closed;
+  std::uint64_t disconnects = 0;
+  {
+    std::lock_guard lock(mu_);
+    forget_parent_handles();
+    if (cfg_.idle_timeout_ms > 0) close_idle_past_timeout(now_ms(), closed);
+    if (!idle_.empty()) {
+      std::unique_ptr<Handle> h = std::move(idle_.back());  // the most recently used
+      idle_.pop_back();
+      return h;
     }
+    disconnects = disconnects_;
   }
-  return *h_;
+  // Every call in progress holds one: a new handle, made without the lock (it connects
+  // on its first request).
+  std::unique_ptr<Handle> h;
+  std::string detail;
+  if (!build(h, detail).ok()) {
+    throw std::bad_alloc();  // the same configuration built before; only allocation fails
+  }
+  h->disconnects = disconnects;
+  return h;
+}
+
+void MemcachedStore::check_in(std::unique_ptr<Handle> h) noexcept {
+  std::vector<std::unique_ptr<Handle>> closed;  // freed after the lock, as in check_out
+  const std::int64_t now = cfg_.idle_timeout_ms > 0 ? now_ms() : 0;
+  std::lock_guard lock(mu_);
+  if (fork_generation_ != fork_generation()) {
+    static_cast<void>(h.release());  // not ours to close: see forget_parent_handles()
+    return;
+  }
+  try {
+    close_idle_past_timeout(now, closed);
+    if (h->disconnects != disconnects_ || idle_.size() >= cfg_.max_idle) {
+      closed.push_back(std::move(h));
+      return;
+    }
+    h->idle_since_ms = now;
+    idle_.push_back(std::move(h));
+  } catch (const std::bad_alloc&) {
+    // Out of memory: what was not kept is closed (freed by its owner here).
+  }
+}
+
+std::size_t MemcachedStore::idle_handles() {
+  std::vector<std::unique_ptr<Handle>> closed;
+  std::lock_guard lock(mu_);
+  forget_parent_handles();
+  close_idle_past_timeout(now_ms(), closed);
+  return idle_.size();
+}
+
+bool MemcachedStore::skipping() const noexcept {
+  const std::int64_t until = skip_until_.load(std::memory_order_relaxed);
+  return until != 0 && now_ms() < until;
+}
+
+void MemcachedStore::mark_hung(std::uint32_t server, std::int64_t until) noexcept {
+  if (server >= hung_until_.size()) return;
+  hung_until_[server].store(until, std::memory_order_relaxed);
+  std::int64_t latest = skip_until_.load(std::memory_order_relaxed);
+  while (latest < until &&
+         !skip_until_.compare_exchange_weak(latest, until, std::memory_order_relaxed)) {
+  }
 }
 
 Status MemcachedStore::fetch_one(Handle& h, std::string_view key, ValueOut* out) {
@@ -389,21 +481,18 @@ Status MemcachedStore::fetch_one(Handle& h, std::string_view key, ValueOut* out)
 // Nothing is hashed twice while no server is skipped.
 template <class Fn>
 Status MemcachedStore::on_key(std::string_view key, Fn&& fn) {
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
-  if (h.skipping()) {
+  Lease lease(*this);
+  Handle& h = *lease;
+  if (skipping()) {
     const std::uint32_t server = memcached_generate_hash(h.mc, key.data(), key.size());
-    if (server < h.hung_until.size() && now_ms() < h.hung_until[server]) {
+    if (server < hung_until_.size() &&
+        now_ms() < hung_until_[server].load(std::memory_order_relaxed)) {
       return skipped(h, server);
     }
   }
   Status s = fn(h);
   if (s.code == Code::kUnavailable && memcached_last_error(h.mc) == MEMCACHED_TIMEOUT) {
-    const std::uint32_t server = memcached_generate_hash(h.mc, key.data(), key.size());
-    if (server < h.hung_until.size()) {
-      h.hung_until[server] = now_ms() + h.retry_ms;
-      h.skip_until = std::max(h.skip_until, h.hung_until[server]);
-    }
+    mark_hung(memcached_generate_hash(h.mc, key.data(), key.size()), now_ms() + retry_ms_);
   }
   return s;
 }
@@ -438,15 +527,16 @@ Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut&
     ptrs.push_back(keys[i].data());
     lengths.push_back(keys[i].size());
   }
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
+  Lease lease(*this);
+  Handle& h = *lease;
   Status skip = Status::Ok();  // keys of servers skipped after a timeout are not asked
-  if (h.skipping()) {
+  if (skipping()) {
     const std::int64_t now = now_ms();
     std::size_t kept = 0;
     for (std::size_t i = 0; i < ptrs.size(); ++i) {
       const std::uint32_t server = memcached_generate_hash(h.mc, ptrs[i], lengths[i]);
-      if (server < h.hung_until.size() && now < h.hung_until[server]) {
+      if (server < hung_until_.size() &&
+          now < hung_until_[server].load(std::memory_order_relaxed)) {
         if (skip.ok()) skip = skipped(h, server);
         continue;
       }
@@ -480,12 +570,11 @@ Status MemcachedStore::get_many(std::span<const std::string_view> keys, ManyOut&
   }
   if (status.code == Code::kUnavailable) {
     // The servers whose replies timed out are skipped from now on, as on_key does.
-    const std::int64_t until = now_ms() + h.retry_ms;
-    for (std::uint32_t i = 0; i < h.hung_until.size(); ++i) {
+    const std::int64_t until = now_ms() + retry_ms_;
+    for (std::uint32_t i = 0; i < hung_until_.size(); ++i) {
       const memcached_instance_st* server = memcached_server_instance_by_position(h.mc, i);
       if (server != nullptr && memcached_server_error_return(server) == MEMCACHED_TIMEOUT) {
-        h.hung_until[i] = until;
-        h.skip_until = std::max(h.skip_until, until);
+        mark_hung(i, until);
       }
     }
   }
@@ -666,8 +755,8 @@ Status MemcachedStore::ttl(std::string_view, std::int64_t&) {
 }
 
 Status MemcachedStore::clear() {
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
+  Lease lease(*this);
+  Handle& h = *lease;
   memcached_return_t rc = memcached_flush(h.mc, 0);
   if (success(rc)) return Status::Ok();
   return server_failure(h.mc, rc);
@@ -732,15 +821,15 @@ Status MemcachedStore::behavior(std::string_view name, std::int64_t& value) {
     return Status::Ok();
   }
   if (it == table.end()) return Status::Of(Code::kInvalidArgument, "unknown memcached behavior");
-  std::lock_guard lock(mu_);
-  value = static_cast<std::int64_t>(memcached_behavior_get(handle().mc, it->second.id));
+  Lease lease(*this);
+  value = static_cast<std::int64_t>(memcached_behavior_get((*lease).mc, it->second.id));
   return Status::Ok();
 }
 
 Status MemcachedStore::server_for(std::string_view key, std::string& out) {
   if (!valid_key(key)) return Status::Of(Code::kBadKey, "key memcached cannot take");
-  std::lock_guard lock(mu_);
-  Handle& h = handle();
+  Lease lease(*this);
+  Handle& h = *lease;
   memcached_return_t rc = MEMCACHED_SUCCESS;
   const memcached_instance_st* server = memcached_server_by_key(h.mc, key.data(), key.size(), &rc);
   if (server == nullptr) return server_failure(h.mc, rc);
@@ -749,11 +838,14 @@ Status MemcachedStore::server_for(std::string_view key, std::string& out) {
 }
 
 void MemcachedStore::disconnect() {
+  std::vector<std::unique_ptr<Handle>> closed;  // freed (connections closed) after the lock
   std::lock_guard lock(mu_);
-  Handle& h = handle();
-  memcached_quit(h.mc);
-  std::fill(h.hung_until.begin(), h.hung_until.end(), 0);  // servers that timed out: asked again
-  h.skip_until = 0;
+  forget_parent_handles();
+  closed.swap(idle_);
+  ++disconnects_;  // the handles in use now are closed when they come back
+  // Servers that timed out are asked again.
+  for (auto& until : hung_until_) until.store(0, std::memory_order_relaxed);
+  skip_until_.store(0, std::memory_order_relaxed);
 }
 
 std::size_t MemcachedStore::max_value_size() const noexcept {

@@ -1,14 +1,18 @@
 // The memcached store: libmemcached's C API configured in code (its 1.1.4 config-string
-// parser rejects IPv6 and unquoted socket paths), one connection set per store.
+// parser rejects IPv6 and unquoted socket paths), with a pool of connection sets.
 //
-// Every call takes the store's mutex (a memcached_st must never be used by two threads
-// at once) and is made with the GIL released by the binding (blocks() is true). Keys are
-// checked before they reach the wire: in the text protocol a key with a space makes the
-// server answer twice and the connection would pair later replies with the wrong
+// Every call checks a handle (one memcached_st, its connections to every server) out of
+// the store's pool and returns it after, so a handle is never used by two threads at
+// once while calls of several threads run side by side; the pool grows to the most
+// calls ever made at once. Calls are made with the GIL released by the binding
+// (blocks() is true). A server whose reply timed out is skipped by every handle. Keys
+// are checked before they reach the wire: in the text protocol a key with a space makes
+// the server answer twice and the connection would pair later replies with the wrong
 // requests. After fork() a child never touches its parent's sockets: the store notices
 // the fork and opens connections of its own.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
@@ -41,6 +45,8 @@ struct ClientConfig {
     std::string text;
   };
   std::vector<Behavior> behaviors;  // applied after the defaults, in order
+  std::size_t max_idle = SIZE_MAX;    // handles the pool keeps between calls
+  std::int64_t idle_timeout_ms = 0;   // a handle idle longer is closed (0: never)
 };
 
 // One server's answer to "stats": its name and the (name, value) pairs it sent.
@@ -104,24 +110,39 @@ class MemcachedStore final : public Store {
   // Drops every connection (the next call reconnects); also forgets dead-server marks.
   void disconnect();
   [[nodiscard]] bool binary() const noexcept { return cfg_.binary; }
+  // Handles in the pool now, between calls, after closing those idle too long (tests).
+  [[nodiscard]] std::size_t idle_handles();
 
  private:
   struct Handle;
+  class Lease;  // a handle checked out for one call, returned when it goes
   explicit MemcachedStore(ClientConfig cfg);
-  Status build(std::string& detail);
-  Handle& handle();  // the live handle, rebuilt first in a forked child
-  // Runs fn on the handle under the store's lock, unless key's server is skipped after a
-  // timeout (kUnavailable at once); a timeout in fn starts such a skip.
+  Status build(std::unique_ptr<Handle>& out, std::string& detail) const;
+  std::unique_ptr<Handle> check_out();
+  void check_in(std::unique_ptr<Handle> h) noexcept;
+  void forget_parent_handles();  // under mu_: in a forked child, the parent's are left be
+  // Under mu_: moves the handles idle longer than cfg_.idle_timeout_ms to `closed`.
+  void close_idle_past_timeout(std::int64_t now, std::vector<std::unique_ptr<Handle>>& closed);
+  // Runs fn on a handle, unless key's server is skipped after a timeout (kUnavailable at
+  // once); a timeout in fn starts such a skip.
   template <class Fn>
   Status on_key(std::string_view key, Fn&& fn);
+  [[nodiscard]] bool skipping() const noexcept;
+  void mark_hung(std::uint32_t server, std::int64_t until) noexcept;
   static Status skipped(Handle& h, std::uint32_t server);
   Status fetch_one(Handle& h, std::string_view key, ValueOut* out);
   Status store_now(Handle& h, const Write& w, Mode mode, std::uint64_t cas, time_t expiration);
 
   ClientConfig cfg_;
-  ForkSafeMutex mu_;  // a child forked while another thread held it can still lock it
-  std::unique_ptr<Handle> h_;
+  ForkSafeMutex mu_;  // guards idle_, disconnects_ and fork_generation_
+  std::vector<std::unique_ptr<Handle>> idle_;  // the longest idle first
+  std::uint64_t disconnects_ = 0;  // a handle made before the last disconnect() is closed
   std::uint64_t fork_generation_ = 0;
+  // Per server (libmemcached's position; empty when requests are not routed by key):
+  // until when it is skipped after a timeout, in now_ms(); skip_until_ is the latest.
+  std::vector<std::atomic<std::int64_t>> hung_until_;
+  std::atomic<std::int64_t> skip_until_{0};
+  std::int64_t retry_ms_ = 2000;
 };
 
 }  // namespace nativecache::mc

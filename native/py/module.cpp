@@ -146,18 +146,24 @@ bool parse_behaviors(PyObject* list, std::vector<mc::ClientConfig::Behavior>& ou
 }
 
 // open_memcached(servers, binary, behaviors, compress_min, compress_level, ignore_errors,
-//                on_error): servers [(host, port, unix, weight)], behaviors [(name, value)]
+//                on_error, max_idle, idle_timeout): servers [(host, port, unix, weight)],
+// behaviors [(name, value)], max_idle handles kept between calls (-1: as many as were
+// ever in use at once), idle_timeout in seconds (0: handles are kept however long idle)
 PyObject* open_memcached(PyObject* module, PyObject* args) {
   return guard([&]() -> PyObject* {
     PyObject *servers = nullptr, *behaviors = nullptr, *on_error = nullptr;
     int binary = 0, ignore = 0, level = 6;
-    Py_ssize_t compress_min = 0;
-    if (!PyArg_ParseTuple(args, "OpOnipO:open_memcached", &servers, &binary, &behaviors,
-                          &compress_min, &level, &ignore, &on_error)) {
+    Py_ssize_t compress_min = 0, max_idle = -1;
+    double idle_timeout = 0;
+    if (!PyArg_ParseTuple(args, "OpOnipOnd:open_memcached", &servers, &binary, &behaviors,
+                          &compress_min, &level, &ignore, &on_error, &max_idle,
+                          &idle_timeout)) {
       return nullptr;
     }
     mc::ClientConfig cfg;
     cfg.binary = binary != 0;
+    if (max_idle >= 0) cfg.max_idle = static_cast<std::size_t>(max_idle);
+    if (idle_timeout > 0) cfg.idle_timeout_ms = static_cast<std::int64_t>(idle_timeout * 1000);
     if (!parse_servers(servers, cfg.servers) || !parse_behaviors(behaviors, cfg.behaviors)) {
       return nullptr;
     }
@@ -239,7 +245,7 @@ PyMethodDef module_methods[] = {
 #ifdef NATIVECACHE_HAVE_LIBMEMCACHED
     {"open_memcached", open_memcached, METH_VARARGS,
      "open_memcached(servers, binary, behaviors, compress_min, compress_level, ignore_errors, "
-     "on_error)"},
+     "on_error, max_idle, idle_timeout)"},
 #endif
     {nullptr, nullptr, 0, nullptr},
 };

@@ -4,6 +4,8 @@
 // store lock is taken and decoded after it is released.
 #include "py/store_type.hpp"
 
+#include <structmember.h>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -707,7 +709,7 @@ PyObject* Store_behavior(StoreObject* self, PyObject* arg) {
     std::int64_t value = 0;
     Status s;
     {
-      AllowThreads allow(self);  // waits for the store's lock, held by calls doing I/O
+      AllowThreads allow(self);  // may wait for the store's pool lock
       s = m->behavior(name, value);
     }
     if (!s.ok()) {
@@ -748,6 +750,19 @@ PyObject* Store_disconnect(StoreObject* self, PyObject*) {
     Py_RETURN_NONE;
   });
 }
+
+PyObject* Store_idle_handles(StoreObject* self, PyObject*) {
+  return guard([&]() -> PyObject* {
+    mc::MemcachedStore* m = memcached_of(self);
+    if (m == nullptr) return nullptr;
+    std::size_t n = 0;
+    {
+      AllowThreads allow(self);
+      n = m->idle_handles();
+    }
+    return PyLong_FromSize_t(n);
+  });
+}
 #endif
 
 // path_for(key[, prefix, version]) -> the file that holds key (file stores)
@@ -776,6 +791,7 @@ PyObject* Store_get_name(StoreObject* self, void*) {
 
 void Store_dealloc(StoreObject* self) {
   PyTypeObject* tp = Py_TYPE(self);
+  if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(reinterpret_cast<PyObject*>(self));
   {
     // Closing connections may wait on the network.
     AllowThreads allow(self);
@@ -832,6 +848,8 @@ PyMethodDef store_methods[] = {
      "behavior(name) -> the value of one of pylibmc's behaviour names (memcached)"},
     FAST("server_for", Store_server_for, "server_for(key[, prefix, version]) -> server (memcached)"),
     NOARGS("disconnect", Store_disconnect, "disconnect(): close every connection (memcached)"),
+    NOARGS("_idle_handles", Store_idle_handles,
+           "_idle_handles() -> connection sets kept between calls (memcached, tests)"),
 #endif
     {nullptr, nullptr, 0, nullptr},
 };
@@ -843,8 +861,16 @@ PyGetSetDef store_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
+PyMemberDef store_members[] = {
+    // Weak references: the memcached backend shares a store among the cache instances
+    // with the same settings for as long as one of them is alive.
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(StoreObject, weakrefs), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
 PyType_Slot store_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(Store_dealloc)},
+    {Py_tp_members, store_members},
     {Py_tp_methods, store_methods},
     {Py_tp_getset, store_getset},
     {Py_tp_doc, const_cast<char*>("A native cache store (see django_nativecache.backends).")},
@@ -879,6 +905,7 @@ PyObject* wrap_store(PyObject* module, std::unique_ptr<Store> store, shm::ShmSto
   self->ignore_errors = options.ignore_errors;
   self->keeps_values = options.keeps_values;
   self->on_error = Py_XNewRef(options.on_error);
+  self->weakrefs = nullptr;
   return reinterpret_cast<PyObject*>(self);
 }
 

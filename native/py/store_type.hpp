@@ -29,6 +29,7 @@ struct StoreObject {
   bool ignore_errors;       // IGNORE_EXCEPTIONS: server and I/O failures read as misses
   bool keeps_values;        // false for the dummy store: values are never even encoded
   PyObject* on_error;       // strong or nullptr: called with each ignored exception
+  PyObject* weakrefs;       // the weak references to this store, or nullptr
 };
 
 // How a store is presented to Python.

@@ -1,6 +1,6 @@
 // MemcachedStore against real memcached servers started by the tests (text and binary
 // protocol): every Store status, Django's timeout rules, keys refused before the wire,
-// dead servers, batches, and a forked child that connects afresh.
+// dead servers, batches, the pool of handles, and a forked child that connects afresh.
 #ifdef NATIVECACHE_HAVE_LIBMEMCACHED
 
 #include <arpa/inet.h>
@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <ctime>
@@ -109,12 +110,39 @@ Status put(MemcachedStore& s, std::string_view key, std::string_view value,
   return s.store(Write{key, bytes_of(value), flags, ttl}, mode, cas, Limits{});
 }
 
+// A server that accepts connections (the kernel completes them) and never answers.
+class SilentServer {
+ public:
+  SilentServer() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(fd_, 64);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { ::close(fd_); }
+  SilentServer(const SilentServer&) = delete;
+  SilentServer& operator=(const SilentServer&) = delete;
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
+
 std::unique_ptr<MemcachedStore> open(std::vector<ServerSpec> servers, bool binary,
-                                     std::vector<ClientConfig::Behavior> behaviors = {}) {
+                                     std::vector<ClientConfig::Behavior> behaviors = {},
+                                     std::size_t max_idle = SIZE_MAX,
+                                     std::int64_t idle_timeout_ms = 0) {
   ClientConfig cfg;
   cfg.servers = std::move(servers);
   cfg.binary = binary;
   cfg.behaviors = std::move(behaviors);
+  cfg.max_idle = max_idle;
+  cfg.idle_timeout_ms = idle_timeout_ms;
   std::unique_ptr<MemcachedStore> store;
   std::string detail;
   Status s = MemcachedStore::open(cfg, store, detail);
@@ -372,6 +400,113 @@ TEST_P(MemcachedTest, ForkedChildConnectsAfresh) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_EQ(bad, 0);
   EXPECT_EQ(get(*store_, "child9").value, "c199");
+}
+
+// A key that `store` sends to the server named `server` ("host:port").
+std::string key_on(MemcachedStore& store, const std::string& server) {
+  for (int i = 0;; ++i) {
+    std::string key = "k" + std::to_string(i);
+    std::string found;
+    if (store.server_for(key, found).ok() && found == server) return key;
+  }
+}
+
+// A store over the test's server and a silent one, with a key sent to each, written
+// on the live one.
+struct LiveAndSilent {
+  SilentServer silent;
+  std::unique_ptr<MemcachedStore> store;
+  std::string live, hung;
+};
+
+std::unique_ptr<LiveAndSilent> live_and_silent(const Server& server, bool binary,
+                                               std::int64_t poll_ms,
+                                               std::size_t max_idle = SIZE_MAX,
+                                               std::int64_t idle_timeout_ms = 0) {
+  auto two = std::make_unique<LiveAndSilent>();
+  two->store = open({{"127.0.0.1", server.port()}, {"127.0.0.1", two->silent.port()}}, binary,
+                    {{"_poll_timeout", poll_ms, ""}}, max_idle, idle_timeout_ms);
+  two->live = key_on(*two->store, "127.0.0.1:" + std::to_string(server.port()));
+  two->hung = key_on(*two->store, "127.0.0.1:" + std::to_string(two->silent.port()));
+  EXPECT_TRUE(put(*two->store, two->live, "v").ok());
+  return two;
+}
+
+std::int64_t connections(MemcachedStore& store) {
+  std::vector<nativecache::mc::ServerStats> stats;
+  EXPECT_TRUE(store.server_stats("", stats).ok());
+  for (const auto& [name, value] : stats.at(0).values) {
+    if (name == "curr_connections") return std::stoll(value);
+  }
+  return -1;
+}
+
+TEST_P(MemcachedTest, CallsOfSeveralThreadsRunSideBySide) {
+  auto two = live_and_silent(*server_, GetParam(), 800);
+  auto& [silent, store, live, hung] = *two;
+  std::atomic<bool> waiting{false}, answered{false};
+  Code hung_code = Code::kOk;
+  std::thread slow([&] {
+    waiting = true;
+    hung_code = get(*store, hung).code;  // waits for the poll timeout
+    answered = true;
+  });
+  while (!waiting) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // This thread's calls do not wait for the other thread's: each has a handle.
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(get(*store, live).value, "v");
+  EXPECT_FALSE(answered.load());
+  slow.join();
+  EXPECT_EQ(hung_code, Code::kUnavailable);
+  EXPECT_EQ(store->idle_handles(), 2U);
+  // The timeout is known to every handle: the hung server's keys fail at once now.
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(get(*store, hung).code, Code::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(400));
+  EXPECT_EQ(get(*store, live).value, "v");
+}
+
+TEST_P(MemcachedTest, PoolKeepsAtMostMaxIdleAndClosesIdleHandles) {
+  auto two = live_and_silent(*server_, GetParam(), 500, 2, 1500);
+  auto& [silent, store, live, hung] = *two;
+  const std::int64_t before = connections(*store);  // the store's one handle
+  // Three calls at once: each connects to the live server, then waits for the silent one.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&] {
+      std::vector<std::string_view> keys = {live, hung};
+      ManyOut out;
+      static_cast<void>(store->get_many(keys, out));
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(store->idle_handles(), 2U);  // the third was closed when its call ended
+  EXPECT_EQ(connections(*store), before + 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1700));
+  EXPECT_EQ(store->idle_handles(), 0U);  // idle past the timeout: closed
+  EXPECT_EQ(connections(*store), before - 1);
+  EXPECT_EQ(get(*store, live).value, "v");  // a new handle connects
+  EXPECT_EQ(store->idle_handles(), 1U);
+}
+
+TEST_P(MemcachedTest, DisconnectClosesIdleHandlesAndThoseInUseWhenTheyReturn) {
+  auto two = live_and_silent(*server_, GetParam(), 800);
+  auto& [silent, store, live, hung] = *two;
+  std::atomic<bool> waiting{false};
+  std::thread slow([&] {
+    std::vector<std::string_view> keys = {live, hung};
+    ManyOut out;
+    waiting = true;
+    static_cast<void>(store->get_many(keys, out));
+  });
+  while (!waiting) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  store->disconnect();
+  EXPECT_EQ(store->idle_handles(), 0U);
+  slow.join();
+  EXPECT_EQ(store->idle_handles(), 0U);  // made before the disconnect: closed on return
+  EXPECT_EQ(get(*store, live).value, "v");
+  EXPECT_EQ(get(*store, hung).code, Code::kUnavailable);  // asked again after disconnect
 }
 
 TEST_P(MemcachedTest, ServerStatsNameEachServer) {
