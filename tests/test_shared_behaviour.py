@@ -18,6 +18,7 @@ from django.core.cache.backends.base import CacheKeyWarning, InvalidCacheKey
 from django.db import connection
 
 from django_nativecache.backends.db import DatabaseCache
+from django_nativecache.backends.dummy import DummyCache
 from django_nativecache.backends.filebased import FileBasedCache
 from tests import mcutil, shmutil
 
@@ -115,6 +116,30 @@ def test_zero_and_negative_timeouts_keep_nothing(cache):
     assert cache.get("n") is None
     assert cache.set_many({"a": 1}, 0) == []
     assert cache.get("a") is None
+
+
+@pytest.mark.parametrize("timeout", ["10", b"10", [10]])
+def test_a_timeout_that_is_not_a_number_raises_and_changes_nothing(cache, timeout):
+    # As on Django's backends that keep values (LocMemCache: time.time() + timeout).
+    cache.set("t", "kept")
+    for call in (cache.set, cache.add):
+        with pytest.raises(TypeError):
+            call("t", "new", timeout)
+    with pytest.raises(TypeError):
+        cache.touch("t", timeout)
+    with pytest.raises(TypeError):
+        async_to_sync(cache.aset)("t", "new", timeout)
+    assert cache.get("t") == "kept"
+
+
+def test_dummy_checks_timeouts_as_the_backends_that_keep_values_do():
+    dummy = DummyCache("", {})
+    for call in (dummy.set, dummy.add):
+        with pytest.raises(TypeError):
+            call("t", "new", "10")
+    with pytest.raises(TypeError):
+        async_to_sync(dummy.aset)("t", "new", "10")
+    assert dummy.add("t", "new", 10) is True
 
 
 def test_incr_decr(cache):
