@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -139,21 +139,8 @@ def test_gunicorn_serves_every_door_of_the_site_from_one_shared_cache(site) -> N
 # --- uvicorn (ASGI) ------------------------------------------------------------------
 
 
-@contextmanager
-def uvicorn(env: dict[str, str]) -> Iterator[int]:
-    port = demo.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "django_nativecache.demo.asgi:application",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--log-level", "warning"],
-        env=env,
-    )
-    try:
-        demo.wait_for_workers(proc, port, 2, "uvicorn")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(15)
+def uvicorn(env: dict[str, str]) -> AbstractContextManager[int]:
+    return demo.uvicorn(env, 2)
 
 
 def serve_async(env: dict[str, str]) -> tuple[Counter[str], Counter[str]]:

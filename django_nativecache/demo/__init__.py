@@ -6,6 +6,7 @@
 ``/lowlevel/<n>/``  a view using ``cache.get_or_set``
 ``/async/<n>/``     an async view using ``aget``/``aset``
 ``/plain/<n>/``     no cache and no work: what the server does with nothing to compute
+``/async-plain/<n>/`` the same as an async view
 
 Every computed part costs ``DEMO_COST_MS`` milliseconds (see ``settings``) and is written
 to the work log, so hits and misses can be counted across all worker processes.

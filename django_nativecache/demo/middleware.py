@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.middleware import cache as django_middleware
@@ -21,13 +22,26 @@ CacheMiddleware = (
 
 class ServedByMiddleware:
     """Adds ``X-Served-By: <pid>`` to every response, after any cache middleware has
-    stored it, so a cached page still tells which worker process served it."""
+    stored it, so a cached page still tells which worker process served it. Sync and
+    async: under ASGI it keeps a request on the event loop."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
         response = self.get_response(request)
+        response["X-Served-By"] = str(os.getpid())
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response = await self.get_response(request)
         response["X-Served-By"] = str(os.getpid())
         return response
 

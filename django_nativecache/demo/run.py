@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from django_nativecache.demo.caches import BACKENDS, DEFAULT_LOCATIONS
@@ -178,17 +178,12 @@ def wait_for_workers(proc: subprocess.Popen[bytes], port: int, workers: int, nam
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int, app: str = "django_nativecache.demo.wsgi",
-             extra: tuple[str, ...] = ()) -> Iterator[int]:
-    """Serves ``app`` with ``workers`` gunicorn workers on a free port; yields the port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", app, "--workers", str(workers),
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *extra],
-        env=env,
-    )
+def _serve(name: str, args: list[str], env: dict[str, str], workers: int,
+           port: int) -> Iterator[int]:
+    """Runs ``python -m <name> <args>`` until the block ends, once its workers answer."""
+    proc = subprocess.Popen([sys.executable, "-m", name, *args], env=env)
     try:
-        wait_for_workers(proc, port, workers, "gunicorn")
+        wait_for_workers(proc, port, workers, name)
         yield port
     finally:
         proc.terminate()
@@ -197,6 +192,22 @@ def gunicorn(env: dict[str, str], workers: int, app: str = "django_nativecache.d
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def gunicorn(env: dict[str, str], workers: int, app: str = "django_nativecache.demo.wsgi",
+             extra: tuple[str, ...] = ()) -> AbstractContextManager[int]:
+    """Serves ``app`` with ``workers`` gunicorn workers on a free port; yields the port."""
+    port = free_port()
+    return _serve("gunicorn", [app, "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+                               "--log-level", "warning", *extra], env, workers, port)
+
+
+def uvicorn(env: dict[str, str], workers: int,
+            app: str = "django_nativecache.demo.asgi:application") -> AbstractContextManager[int]:
+    """Serves ``app`` (ASGI) with ``workers`` uvicorn workers on a free port; yields the port."""
+    port = free_port()
+    return _serve("uvicorn", [app, "--host", "127.0.0.1", "--port", str(port), "--workers",
+                              str(workers), "--log-level", "warning"], env, workers, port)
 
 
 # --page-cache: whose cache middleware and cache_page serve the site's pages.

@@ -9,4 +9,5 @@ urlpatterns = [
     path("lowlevel/<int:n>/", views.lowlevel, name="lowlevel"),
     path("async/<int:n>/", views.async_page, name="async"),
     path("plain/<int:n>/", views.plain, name="plain"),
+    path("async-plain/<int:n>/", views.async_plain, name="async-plain"),
 ]

@@ -75,3 +75,8 @@ async def async_page(request: HttpRequest, n: int) -> HttpResponse:
 def plain(request: HttpRequest, n: int) -> HttpResponse:
     """No cache and no work: the ceiling a cached page can approach."""
     return _page(f"plain {n}", f"plain page {n}")
+
+
+async def async_plain(request: HttpRequest, n: int) -> HttpResponse:
+    """``plain`` as an async view: the ceiling of ``async_page``."""
+    return _page(f"plain {n}", f"plain page {n}")
