@@ -44,6 +44,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # --- memcached servers ---------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _memcached_clients_of_the_test_only():
+    """Each test starts without the memcached clients earlier tests kept (their
+    connections and the servers they skip)."""
+    yield
+    from django_nativecache.backends import memcached
+
+    memcached._recent.clear()
+
+
 @pytest.fixture
 def memcached_server():
     """A private memcached on a free loopback port, stopped after the test."""

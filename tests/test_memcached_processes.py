@@ -152,9 +152,9 @@ def _wait_exit(pid: int, seconds: float) -> int | None:
 
 
 def test_fork_while_another_thread_is_inside_a_call(memcached_server):
-    # A thread waits inside get() (the store's lock held) on a stopped server when the
-    # main thread forks: the child must not inherit that lock held by a thread that
-    # does not exist in it.
+    # A thread waits inside get() on a stopped server, with a connection set checked out
+    # of the pool, when the main thread forks: the child must neither use nor wait for
+    # that set, whose thread does not exist in it.
     cache = mcutil.build(memcached_server.location, timeout=5.0)
     cache.set("k", "v")
     memcached_server.pause()
@@ -174,6 +174,39 @@ def test_fork_while_another_thread_is_inside_a_call(memcached_server):
     assert status is not None, "the child hung on the lock its parent's thread held"
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert cache.get("k") == "v"
+
+
+def test_fork_while_another_thread_makes_cache_instances(memcached_server):
+    # Making an instance takes the process's table of clients under a lock, and may
+    # close the connections of a client it drops from the table (more than 16 settings
+    # here): a child forked meanwhile must still make instances.
+    stop = threading.Event()
+
+    def make_instances() -> None:
+        n = 0
+        while not stop.is_set():
+            mcutil.build(memcached_server.location, COMPRESS_MIN_LENGTH=10 + n % 40).get("k")
+            n += 1
+
+    maker = threading.Thread(target=make_instances)
+    maker.start()
+    statuses = []
+    try:
+        for _ in range(30):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    cache = mcutil.build(memcached_server.location, COMPRESS_MIN_LENGTH=5)
+                    code = 0 if cache.get("k", "miss") == "miss" else 2
+                finally:
+                    os._exit(code)
+            statuses.append(_wait_exit(pid, 5))
+    finally:
+        stop.set()
+        maker.join(10)
+    assert None not in statuses, f"{statuses.count(None)} of 30 children hung"
+    assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses)
 
 
 def test_get_many_while_another_thread_changes_the_key_list(memcached_server):

@@ -401,7 +401,7 @@ def test_instances_with_the_same_settings_share_one_client(server):
     thread = threading.Thread(target=lambda: other.append(mcutil.build(server.location)))
     thread.start()
     thread.join()
-    assert other[0]._store is first._store  # each call takes a connection set of its own
+    assert other[0]._store is first._store  # another thread's instance too
     first.set("shared", 1)
     before = _connections(server)
     second.disconnect_all()  # closes the connections of every instance with these settings

@@ -18,6 +18,7 @@ once, and a child process after ``fork()`` opens its own.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import re
 import threading
@@ -45,6 +46,8 @@ DEFAULT_PORT = 11211
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_IO_TIMEOUT = 1.0
 DEFAULT_RETRY_TIMEOUT = 2
+# Connection sets unused this long are closed at the next call: a burst's extra ones go.
+DEFAULT_POOL_IDLE_TIMEOUT = 60
 _THIRTY_DAYS = 60 * 60 * 24 * 30
 
 
@@ -119,7 +122,7 @@ _SCHEMA = {
     # Connections are always pooled: these bound the connection sets kept between calls.
     "use_pooling": (_bool, False),
     "max_pool_size": (in_range(1, 1 << 20), None),
-    "pool_idle_timeout": (in_range(0, 1 << 31), 0),
+    "pool_idle_timeout": (in_range(0, 1 << 31), DEFAULT_POOL_IDLE_TIMEOUT),
     "allow_unicode_keys": (_only(True, why="keys are sent as UTF-8"), True),
     "default_noreply": (_only(False, why="every call needs the server's reply"), False),
     "encoding": (_only("utf8", "utf-8", "ascii", why="keys are sent as UTF-8"), "utf8"),
@@ -199,7 +202,17 @@ _recent: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _clients_lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    # A thread that held the lock when another forked does not exist in the child.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _client(*args: Any) -> Any:
+    evicted = None  # closes its connections when it goes, after the lock is released
     with _clients_lock:
         client = _clients.get(args)
         if client is None:
@@ -208,7 +221,8 @@ def _client(*args: Any) -> Any:
         _recent[args] = client
         _recent.move_to_end(args)
         if len(_recent) > _CLIENTS_KEPT:
-            _recent.popitem(last=False)
+            evicted = _recent.popitem(last=False)
+    del evicted
     return client
 
 

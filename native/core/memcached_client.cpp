@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstring>
 #include <iterator>
+#include <memory>
 #include <ctime>
 #include <mutex>
 #include <unordered_map>
@@ -240,6 +241,7 @@ Status MemcachedStore::open(const ClientConfig& cfg, std::unique_ptr<MemcachedSt
                          memcached_behavior_get(first->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT)) *
                      1000;
   store->fork_generation_ = fork_generation();
+  first->idle_since_ms = now_ms();
   store->idle_.push_back(std::move(first));
   out = std::move(store);
   return Status::Ok();
@@ -343,8 +345,10 @@ void MemcachedStore::forget_parent_handles() {
   if (fork_generation_ == fork_generation()) [[likely]] return;
   // In a child of fork(): the inherited sockets belong to the parent. Leave them
   // untouched (freeing a handle would send "quit" on them); new handles connect afresh.
-  for (auto& h : idle_) static_cast<void>(h.release());
-  idle_.clear();
+  // The inherited pool is not even read: a thread of the parent may have been growing it
+  // at the fork, its buffer half moved. A new, empty one is made over it (the old one and
+  // its handles are left allocated, as the mutex is remade over its copy).
+  std::construct_at(&idle_);
   for (auto& until : hung_until_) until.store(0, std::memory_order_relaxed);
   skip_until_.store(0, std::memory_order_relaxed);
   fork_generation_ = fork_generation();
@@ -390,8 +394,8 @@ std::unique_ptr<MemcachedStore::Handle> MemcachedStore::check_out() {
 
 void MemcachedStore::check_in(std::unique_ptr<Handle> h) noexcept {
   std::vector<std::unique_ptr<Handle>> closed;  // freed after the lock, as in check_out
-  const std::int64_t now = cfg_.idle_timeout_ms > 0 ? now_ms() : 0;
   std::lock_guard lock(mu_);
+  const std::int64_t now = cfg_.idle_timeout_ms > 0 ? now_ms() : 0;  // idle_ stays in order
   if (fork_generation_ != fork_generation()) {
     static_cast<void>(h.release());  // not ours to close: see forget_parent_handles()
     return;
