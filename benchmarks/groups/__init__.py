@@ -22,7 +22,9 @@ Registered groups:
 - ``http``: the demo site under gunicorn (4 workers) on each backend behind ``cache_page``,
   driven by ``wrk`` on 127.0.0.1, against the same site with no cache and no work;
 - ``http-cost``: the same site's requests served in one process under callgrind, in
-  instructions per request (no noise), for the backends whose work is in the process.
+  instructions per request (no noise), for the backends whose work is in the process;
+- ``asgi``: the demo's async view under uvicorn (2 workers) on each backend, driven by
+  ``wrk`` on keep-alive connections, against the same async view with no cache.
 
 Planned groups, each in its own module here, registered the same way: none at present.
 """
@@ -92,5 +94,6 @@ def load_all() -> dict[str, Group]:
     from . import file  # noqa: F401
     from . import http  # noqa: F401
     from . import http_cost  # noqa: F401
+    from . import asgi  # noqa: F401
 
     return GROUPS

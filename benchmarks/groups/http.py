@@ -225,11 +225,16 @@ def _redis_location() -> str:
 
 def _redis_clear() -> int:
     """Delete what cache_page wrote to our Redis database; the number of keys deleted."""
+    return redis_delete(_redis_location(), REDIS_KEYS)
+
+
+def redis_delete(location: str, pattern: str) -> int:
+    """Delete the keys matching ``pattern`` (never a whole database); how many there were."""
     import redis
 
-    client = redis.Redis.from_url(_redis_location())
+    client = redis.Redis.from_url(location)
     try:
-        keys = list(client.scan_iter(match=REDIS_KEYS, count=1000))
+        keys = list(client.scan_iter(match=pattern, count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i : i + 500])
         return len(keys)
@@ -237,7 +242,7 @@ def _redis_clear() -> int:
         client.close()
 
 
-def _memcached_flush(location: str) -> None:
+def memcached_flush(location: str) -> None:
     host, port = location.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(b"flush_all\r\n")
@@ -257,7 +262,7 @@ class Servers:
         gunicorn's own port.)"""
         names = {s.name for s in live}
         if self.memcached and names & set(MEMCACHED_SUBJECTS):
-            _memcached_flush(self.memcached)
+            memcached_flush(self.memcached)
         if "django-redis" in names:
             _redis_clear()
 
