@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache.backends import shm
-from django_nativecache.exceptions import CachePermissionError, ValueTooLarge
+from django_nativecache.exceptions import CachePermissionError, StorageFull, ValueTooLarge
 from tests import shmutil
 
 
@@ -158,3 +158,29 @@ def test_segment_names_differ_by_location_and_namespace():
     assert a == shm.segment_name("one", "ns")
     assert a != shm.segment_name("two", "ns")
     assert a != shm.segment_name("one", "other project")
+
+
+def test_a_segment_that_cannot_be_made_leaves_nothing_in_dev_shm():
+    vfs = os.statvfs("/dev/shm")
+    size = vfs.f_blocks * vfs.f_frsize + (1 << 30)  # more than /dev/shm holds
+    if size > 1 << 40:
+        pytest.skip("/dev/shm is larger than the largest SIZE")
+    location = shmutil.unique_location("too-big")
+    name = shm.segment_name(location, shmutil.NAMESPACE)
+    with pytest.raises(StorageFull, match="No space left on device"):
+        shmutil.build(location, SIZE=size, SHARDS=-(-size // (1 << 30)))
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(name)]  # nor its lock file
+
+
+def test_a_removed_segment_takes_its_lock_file_and_is_made_again():
+    location = shmutil.unique_location("remade")
+    c = shmutil.build(location, SIZE="1MB", SHARDS=2)
+    c.set("k", 1)
+    assert os.path.exists(f"/dev/shm/{c.segment}.lock")
+    c.delete_segment()
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(c.segment)]
+    again = shmutil.build(location, SIZE="1MB", SHARDS=2)
+    assert again.get("k") is None
+    again.set("k", 2)
+    assert again.get("k") == 2
+    again.delete_segment()

@@ -258,6 +258,7 @@ class AtShutdown:
             time.sleep(0.3)
             print("released", flush=True)
         os.unlink(path)
+        os.unlink(path + ".lock")
 
 if WHO == "daemon thread":
     os.write(go_w, b"g")

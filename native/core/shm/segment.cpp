@@ -10,6 +10,8 @@
 #include <cstring>
 #include <cstdio>
 #include <random>
+#include <string>
+#include <utility>
 
 #include "core/shm/robust_mutex.hpp"
 
@@ -19,15 +21,28 @@ namespace nativecache::shm {
 
 namespace {
 
-// Closes the lock file (and so releases its flock) on every path out.
+// An exclusive flock on the segment's lock file, released (the file closed) on every path
+// out. Whoever holds it may remove the file (remove()): a process that opened the old
+// file and waited for its lock then finds it no longer at the path, and opens the new one.
 class FileLock {
  public:
-  explicit FileLock(const std::string& path) {
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
-      ::close(fd_);
-      fd_ = -1;
+  explicit FileLock(std::string path) : path_(std::move(path)) {
+    for (;;) {
+      fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (fd_ < 0) return;
+      if (::flock(fd_, LOCK_EX) != 0) break;
+      struct stat held {}, named {};
+      if (::fstat(fd_, &held) != 0) break;
+      if (::stat(path_.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
+          named.st_dev == held.st_dev) {
+        return;  // locked, and still the file at the path
+      }
+      ::close(fd_);  // removed while this process waited: try the one there now
     }
+    int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    errno = err;
   }
   ~FileLock() {
     if (fd_ >= 0) ::close(fd_);
@@ -35,8 +50,13 @@ class FileLock {
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;
   int fd() const noexcept { return fd_; }
+  // Removes the lock file, still held: for when its segment is gone.
+  void remove() const noexcept {
+    if (fd_ >= 0) ::unlink(path_.c_str());
+  }
 
  private:
+  std::string path_;
   int fd_ = -1;
 };
 
@@ -164,14 +184,17 @@ Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
     }
   }
 
+  bool created = false;
   try {
     bip::permissions perms;
     perms.set_permissions(0600);
     bip::shared_memory_object shm(bip::create_only, opts.name.c_str(), bip::read_write, perms);
+    created = true;
     try {
       shm.truncate(static_cast<bip::offset_t>(g.total_size));
     } catch (const bip::interprocess_exception& e) {
       bip::shared_memory_object::remove(opts.name.c_str());
+      guard.remove();  // no segment, no lock file left behind
       int err = e.get_native_error();
       detail = describe(opts.name, "cannot be sized to ") + std::to_string(g.total_size) +
                " bytes: " + (err ? std::strerror(err) : e.what());
@@ -183,6 +206,10 @@ Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
     out.reset(new Segment(std::move(region)));
     return Status::Ok();
   } catch (const bip::interprocess_exception& e) {
+    // Ours, half made: removed. Not made at all: the lock file goes too, as after a
+    // failed truncate; a segment someone else made at the name keeps its lock file.
+    if (created) bip::shared_memory_object::remove(opts.name.c_str());
+    if (::access(("/dev/shm/" + opts.name).c_str(), F_OK) != 0) guard.remove();
     detail = describe(opts.name, "cannot be created: ") + e.what();
     return Status::Of(Code::kIo, nullptr, e.get_native_error());
   }
@@ -200,7 +227,7 @@ Status Segment::unlink(const std::string& name, std::string& detail) {
   } catch (const bip::interprocess_exception&) {
   }
   bip::shared_memory_object::remove(name.c_str());
-  ::unlink(("/dev/shm/" + name + ".lock").c_str());
+  guard.remove();
   detail.clear();
   return Status::Ok();
 }
