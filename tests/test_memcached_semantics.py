@@ -21,7 +21,7 @@ from django.core.cache.backends.base import InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache.backends import memcached as memcached_backend
-from django_nativecache.exceptions import CacheUnavailable, ValueTooLarge
+from django_nativecache.exceptions import CacheUnavailable, CorruptData, ValueTooLarge
 from tests import mcutil
 
 THIRTY_DAYS = 60 * 60 * 24 * 30
@@ -205,6 +205,39 @@ def test_ints_are_decimal_only_as_long_as_every_process_can_read_them(cache, ser
     finally:
         sys.set_int_max_str_digits(limit)
     assert cache.get_many(["short", "long"]) == {"short": 10**4299, "long": 10**4300}
+
+
+@pytest.mark.parametrize("start", [-(2**64 - 1), -(2**63 + 1)])
+def test_negative_ints_the_server_would_read_as_unsigned_are_added_in_python(
+        cache, server, start):
+    # memcached's strtoull wraps "-18446744073709551615" to 1 and accepts it for incr; as
+    # decimal text this value would be incremented as 1 (to 2).
+    cache.set("neg", start)
+    assert server.raw_get(":1:neg")[0] == 1  # pickled: the server refuses to incr it
+    assert cache.incr("neg") == start + 1
+    assert cache.get("neg") == start + 1
+    assert cache.decr("neg", 3) == start - 2
+    assert cache.get("neg") == start - 2
+
+
+def test_huge_ints_are_pickled_without_being_written_out(cache, server):
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        huge = 7 ** 400_000  # 338,000 digits: str() of it would take seconds
+        started = time.monotonic()
+        cache.set("huge", huge)
+        assert time.monotonic() - started < 1.0
+        assert server.raw_get(":1:huge")[0] == 1
+        assert cache.get("huge") == huge
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+def test_an_integer_with_a_nul_byte_is_corrupt_not_cut_short(cache, server):
+    server.command("set :1:damaged 4 0 6\r\n12\x00345")
+    with pytest.raises(CorruptData, match="NUL"):
+        cache.get("damaged")
 
 
 def test_key_errors_on_reads_name_the_key(cache):

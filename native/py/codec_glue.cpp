@@ -12,6 +12,8 @@ constexpr std::size_t kReleaseGilAbove = 64 * 1024;
 constexpr std::size_t kMaxInflated = std::size_t{256} << 20;
 // sys.int_info.default_max_str_digits: the longest decimal int every process can read.
 constexpr Py_ssize_t kDefaultMaxStrDigits = 4300;
+// An int of more bits has more than kDefaultMaxStrDigits digits (4300 × log2(10) > 14284).
+constexpr long long kMaxDecimalBits = 14285;
 
 std::span<const std::byte> bytes_of(const char* p, Py_ssize_t n) noexcept {
   return {reinterpret_cast<const std::byte*>(p), static_cast<std::size_t>(n)};
@@ -77,9 +79,21 @@ bool encode(ModuleState* st, const CodecOptions& opts, PyObject* value, Encoded&
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
     bool decimal = true;
+    long long bits = 0;
+    if (overflow != 0) {
+      Ref n(PyObject_CallMethod(value, "bit_length", nullptr));
+      if (!n) return false;
+      bits = PyLong_AsLongLong(n.get());
+    }
     if (overflow == 0) {
       out.buf.resize(24);
       out.buf.resize(codec::format_int(v, out.buf.data()));
+    } else if ((overflow < 0 && bits == 64) || bits > kMaxDecimalBits) {
+      // From -(2**64 - 1) to -(2**63 + 1), memcached would read the decimal text as an
+      // unsigned number (its strtoull wraps it) and increment that: pickled, the server
+      // refuses to, and incr adds in Python. Ints too long for decimal text are pickled
+      // without being formatted first (str() of a huge int takes quadratic time).
+      decimal = false;
     } else if (Ref text(PyObject_Str(value)); text) {
       Py_ssize_t n = 0;
       const char* p = PyUnicode_AsUTF8AndSize(text.get(), &n);
@@ -140,6 +154,10 @@ PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, st
     case codec::kInt:
     case codec::kLong: {
       if (auto v = codec::parse_int({p, n})) return PyLong_FromLongLong(*v);
+      if (std::memchr(p, 0, n) != nullptr) {  // PyLong_FromString would stop at it
+        PyErr_SetString(st->corrupt_data, "stored integer holds a NUL byte");
+        return nullptr;
+      }
       std::string text(p, n);  // big integers: NUL-terminated for PyLong_FromString
       return PyLong_FromString(text.c_str(), nullptr, 10);
     }
