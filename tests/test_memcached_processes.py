@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import threading
 import time
 
@@ -18,6 +17,7 @@ import pytest
 from django.core.cache import CacheHandler
 
 from tests import mcutil
+from tests.procutil import wait_exit
 
 BACKEND = "django_nativecache.backends.memcached.MemcachedCache"
 
@@ -138,19 +138,6 @@ def test_child_that_drops_its_inherited_cache_sends_nothing(server):
     assert int(server.stats()["total_connections"]) == before + 1
 
 
-def _wait_exit(pid: int, seconds: float) -> int | None:
-    """The child's wait status, or None (and the child killed) if it ran past seconds."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
-
-
 def test_fork_while_another_thread_is_inside_a_call(memcached_server):
     # A thread waits inside get() on a stopped server, with a connection set checked out
     # of the pool, when the main thread forks: the child must neither use nor wait for
@@ -169,7 +156,7 @@ def test_fork_while_another_thread_is_inside_a_call(memcached_server):
         finally:
             os._exit(code)
     memcached_server.resume()
-    status = _wait_exit(pid, 15)
+    status = wait_exit(pid, 15)
     waiting.join(10)
     assert status is not None, "the child hung on the lock its parent's thread held"
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
@@ -201,7 +188,7 @@ def test_fork_while_another_thread_makes_cache_instances(memcached_server):
                     code = 0 if cache.get("k", "miss") == "miss" else 2
                 finally:
                     os._exit(code)
-            statuses.append(_wait_exit(pid, 5))
+            statuses.append(wait_exit(pid, 5))
     finally:
         stop.set()
         maker.join(10)

@@ -45,6 +45,16 @@ _segments: dict[str, _native.Store] = {}
 _segments_lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    # Attaching releases the GIL under the lock: a thread holding it when another forks
+    # does not exist in the child.
+    global _segments_lock
+    _segments_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def segment_name(location: str, namespace: str | None = None) -> str:
     """The /dev/shm name for a LOCATION: distinct per user, per project (NAMESPACE, SECRET_KEY
     when it is None) and per build."""

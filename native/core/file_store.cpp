@@ -1,6 +1,8 @@
 // FileStore: Django's FileBasedCache semantics over one file per key, written by rename.
 #include "core/file_store.hpp"
 
+#include "core/fork.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -341,66 +343,16 @@ int set_lock(int fd, std::int64_t byte, short type, bool wait) noexcept {
   }
 }
 
-// Descriptors of .nativecache open in this process, any thread's. A child of fork()
-// shares their open file descriptions, and an OFD lock lasts until the last descriptor
-// of its description is closed: a child keeping copies would hold a lock its parent took
-// (before or after the fork) once the parent died, and every writer would wait for ever.
-// So the child closes its copies at once, in an atfork handler; opening and registering
-// happen under the registry's mutex, which fork() waits for, so no descriptor escapes.
-class CounterFds {
- public:
-  static void watch_forks() {
-    static std::once_flag once;
-    std::call_once(once, [] { ::pthread_atfork(&prepare, &parent, &child); });
-  }
+// Descriptors of .nativecache open in this process, any thread's: a child of fork()
+// closes its copies at once (ChildClosedFds), since its copy of a description would keep
+// a lock its parent took alive once the parent died.
+struct CounterFds {
   // Never through a symbolic link: one planted as .nativecache would have this process
   // rewrite whatever file it points at.
   static int open(const char* path, int flags, mode_t mode) {
-    Registry& r = registry();
-    std::lock_guard guard(r.mu);
-    int fd = open_file(path, flags | O_NOFOLLOW, mode);
-    if (fd >= 0) {
-      try {
-        r.fds.push_back(fd);
-      } catch (...) {
-        ::close(fd);
-        throw;
-      }
-    }
-    return fd;
+    return ChildClosedFds::open([&] { return open_file(path, flags | O_NOFOLLOW, mode); });
   }
-  // Closed under the mutex too: a fork between leaving the registry and the close would
-  // give the child a copy nobody closes.
-  static int close(int fd) noexcept {
-    Registry& r = registry();
-    std::lock_guard guard(r.mu);
-    auto it = std::find(r.fds.begin(), r.fds.end(), fd);
-    if (it != r.fds.end()) {
-      *it = r.fds.back();
-      r.fds.pop_back();
-    }
-    return ::close(fd);
-  }
-
- private:
-  struct Registry {
-    std::mutex mu;
-    std::vector<int> fds;
-  };
-  // Never destroyed: a thread running without the GIL may still open or close a
-  // descriptor while the process exits and runs static destructors.
-  static Registry& registry() {
-    static Registry* r = new Registry;
-    return *r;
-  }
-  static void prepare() noexcept { registry().mu.lock(); }
-  static void parent() noexcept { registry().mu.unlock(); }
-  static void child() noexcept {
-    Registry& r = registry();
-    for (int fd : r.fds) ::close(fd);
-    r.fds.clear();
-    r.mu.unlock();
-  }
+  static int close(int fd) noexcept { return ChildClosedFds::close(fd); }
 };
 
 // Owns one registered descriptor of .nativecache (see CounterFds).
@@ -839,7 +791,6 @@ Status FileStore::open(const FileOptions& opts, std::unique_ptr<FileStore>& out,
   }
   std::size_t max_value = opts.max_value_size == 0 ? kDefaultMaxValueSize : opts.max_value_size;
   if (max_value > kMaxStoredValue) max_value = kMaxStoredValue;
-  CounterFds::watch_forks();
   nativecache::watch_forks();
   std::unique_ptr<FileStore> store(new FileStore(std::move(dir), max_value));
   // Shared counters from the start when the directory is in use already; nothing is

@@ -1,7 +1,11 @@
 // The fork generation and ForkSafeMutex (see fork.hpp).
 #include "core/fork.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <mutex>
+#include <vector>
 
 namespace nativecache {
 
@@ -46,6 +50,61 @@ void ForkSafeMutex::lock() noexcept {
 bool ForkSafeMutex::try_lock() noexcept {
   remake_if_forked();
   return pthread_mutex_trylock(&m_) == 0;
+}
+
+namespace {
+
+struct FdRegistry {
+  std::mutex mu;
+  std::vector<int> fds;
+};
+
+void registry_prepare() noexcept;
+void registry_parent() noexcept;
+void registry_child() noexcept;
+
+// Never destroyed: a thread running without the GIL may still open or close a
+// descriptor while the process exits and runs static destructors.
+FdRegistry& fd_registry() noexcept {
+  static FdRegistry* r = [] {
+    auto* made = new FdRegistry;
+    ::pthread_atfork(&registry_prepare, &registry_parent, &registry_child);
+    return made;
+  }();
+  return *r;
+}
+
+void registry_prepare() noexcept { fd_registry().mu.lock(); }
+void registry_parent() noexcept { fd_registry().mu.unlock(); }
+void registry_child() noexcept {
+  FdRegistry& r = fd_registry();
+  for (int fd : r.fds) ::close(fd);
+  r.fds.clear();
+  r.mu.unlock();
+}
+
+}  // namespace
+
+std::mutex& ChildClosedFds::mutex() noexcept { return fd_registry().mu; }
+
+void ChildClosedFds::add(int fd) {
+  try {
+    fd_registry().fds.push_back(fd);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+int ChildClosedFds::close(int fd) noexcept {
+  FdRegistry& r = fd_registry();
+  std::lock_guard guard(r.mu);
+  auto it = std::find(r.fds.begin(), r.fds.end(), fd);
+  if (it != r.fds.end()) {
+    *it = r.fds.back();
+    r.fds.pop_back();
+  }
+  return ::close(fd);
 }
 
 }  // namespace nativecache

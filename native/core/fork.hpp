@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 
 namespace nativecache {
 
@@ -37,6 +38,29 @@ class ForkSafeMutex {
 
   pthread_mutex_t m_ = PTHREAD_MUTEX_INITIALIZER;
   std::atomic<std::uint64_t> generation_;
+};
+
+// Descriptors a child of fork() must not keep: an OFD or flock lock lasts until the last
+// descriptor of its open file description is closed, so a child holding a copy would
+// keep a lock its parent took (before or after the fork) once the parent let it go or
+// died, and every other process would wait for it. open() runs the opener under a mutex
+// that fork() waits for, and the child closes its copies at once, in an atfork handler:
+// no descriptor escapes. close() closes one under the mutex too (a fork between leaving
+// the registry and the close would give the child a copy nobody closes).
+class ChildClosedFds {
+ public:
+  template <class Opener>
+  static int open(Opener&& opener) {
+    std::lock_guard guard(mutex());
+    int fd = opener();
+    if (fd >= 0) add(fd);  // closes fd before it throws
+    return fd;
+  }
+  static int close(int fd) noexcept;
+
+ private:
+  static std::mutex& mutex() noexcept;
+  static void add(int fd);
 };
 
 }  // namespace nativecache

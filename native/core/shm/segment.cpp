@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "core/fork.hpp"
 #include "core/shm/robust_mutex.hpp"
 
 namespace bip = boost::interprocess;
@@ -28,7 +29,10 @@ class FileLock {
  public:
   explicit FileLock(std::string path) : path_(std::move(path)) {
     for (;;) {
-      fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      // A child forked while this process holds the lock must not keep it held: its
+      // copy of the descriptor is closed at once (ChildClosedFds).
+      fd_ = ChildClosedFds::open(
+          [&] { return ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600); });
       if (fd_ < 0) return;
       if (::flock(fd_, LOCK_EX) != 0) break;
       struct stat held {}, named {};
@@ -37,15 +41,15 @@ class FileLock {
           named.st_dev == held.st_dev) {
         return;  // locked, and still the file at the path
       }
-      ::close(fd_);  // removed while this process waited: try the one there now
+      ChildClosedFds::close(fd_);  // removed while this process waited: lock the new one
     }
     int err = errno;
-    ::close(fd_);
+    ChildClosedFds::close(fd_);
     fd_ = -1;
     errno = err;
   }
   ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) ChildClosedFds::close(fd_);
   }
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;
