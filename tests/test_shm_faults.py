@@ -385,3 +385,86 @@ def test_corrupt_offsets_reset_the_shard_never_crash(location, where):
     cache.set_many(values)
     assert cache.get_many(list(values)) == values
     assert cache.stats()["recoveries"] > before
+
+
+# Offsets in the segment header (native/core/shm/layout.hpp).
+SEGMENT_SHARD_STRIDE, SEGMENT_ITEM_COUNT = 48, 192
+
+
+def _write_until(location: str, tag: str, seconds: float) -> None:
+    cache = shmutil.build(location, SIZE="32MB", MAX_ENTRIES=20_000, CULL_FREQUENCY=3)
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        cache.set(f"{tag}-{i}", b"v")
+        i += 1
+
+
+def test_writers_that_reach_max_entries_together_cull_once():
+    location = shmutil.unique_location("cull")
+    cache = shmutil.build(location, SIZE="32MB", MAX_ENTRIES=20_000, CULL_FREQUENCY=3)
+    try:
+        ctx = mp.get_context("fork")
+        writers = [ctx.Process(target=_write_until, args=(location, f"w{n}", 4.0))
+                   for n in range(4)]
+        for w in writers:
+            w.start()
+        time.sleep(1.5)  # past the first culls
+        seen = []
+        with open(_segment_path(cache), "rb") as f, \
+                mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ) as header:
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                # The segment's count, read at once (stats() sums the shards one by one).
+                seen.append(struct.unpack_from("<q", header, SEGMENT_ITEM_COUNT)[0])
+                time.sleep(0.001)
+        for w in writers:
+            w.join(30)
+        # One cull leaves 13,334 of 20,000; each writer culled a third of its own view, so
+        # writers reaching the limit together took the cache far lower.
+        assert min(seen) >= 13_300, min(seen)
+    finally:
+        cache.delete_segment()
+
+
+def test_a_header_whose_geometry_overflows_is_recreated_not_mapped(location):
+    cache = shmutil.build(location, SIZE="4MB", SHARDS=2)
+    cache.set("k", "v")
+    with open(_segment_path(cache), "r+b") as f, mmap.mmap(f.fileno(), 4096) as m:
+        struct.pack_into("<Q", m, SEGMENT_SHARD_STRIDE, 1 << 63)  # 2 × 2**63 wraps to 0
+    code = (
+        "from django.conf import settings; settings.configure()\n"
+        "from tests import shmutil\n"
+        f"c = shmutil.build({location!r}, SIZE='4MB', SHARDS=2)\n"
+        "assert c.get('k') is None\n"
+        "c.set('k', 'new'); assert c.get('k') == 'new'\n"
+    )
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+
+
+def _shm_used() -> int:
+    s = os.statvfs("/dev/shm")
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+
+
+def test_a_replaced_segment_is_unmapped_once_nothing_uses_it():
+    # Each segment takes its whole SIZE of /dev/shm; one removed by name stays in memory
+    # while a process maps it. A process that reattached lets the old one go.
+    size = 64 << 20
+    cache = shmutil.build(shmutil.unique_location("replaced"), SIZE=size)
+    try:
+        cache.set("k", 0)
+        before = _shm_used()
+        for n in range(4):
+            _native.unlink_shm(cache.segment)  # as another process's delete_segment() does
+            cache.set("k", n)  # reattaches to a new segment
+            assert cache.get("k") == n
+        grown = _shm_used() - before
+        assert grown < 2 * size, f"{grown >> 20} MiB more in /dev/shm"  # 4 × SIZE before
+    finally:
+        cache.delete_segment()

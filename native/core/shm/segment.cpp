@@ -79,6 +79,7 @@ const char* header_problem(const SegmentHeader* h, std::uint64_t file_size) {
       (h->bucket_count & (h->bucket_count - 1)) != 0 || h->shards_offset != kHeaderBytes ||
       h->ring_capacity % 8 != 0 || h->ring_capacity < 4096 ||
       h->shard_stride < ring_offset(h->bucket_count) + h->ring_capacity ||
+      h->shard_stride > (file_size - h->shards_offset) / h->n_shards ||  // no overflow
       h->shards_offset + h->shard_stride * h->n_shards > file_size ||
       h->max_item_size > h->ring_capacity / 2) {
     return "geometry is inconsistent";

@@ -213,13 +213,14 @@ std::uint32_t ShardView::insert(std::string_view key, std::uint32_t hash,
   return off;
 }
 
-bool ShardView::cull(std::uint32_t n, std::int64_t now) noexcept {
+bool ShardView::cull(std::uint32_t n, std::int64_t now, std::int64_t floor) noexcept {
   if (!ring_sane()) return false;
   std::uint32_t removed = 0;
   std::uint32_t second_chances = h_->items.load(std::memory_order_relaxed);
   const std::uint64_t guard = std::uint64_t{cap_} / 8 + 1024;
   for (std::uint64_t i = 0; i < guard; ++i) {
-    if (removed >= n || h_->items.load(std::memory_order_relaxed) == 0 || h_->used == 0) {
+    if (removed >= n || h_->items.load(std::memory_order_relaxed) == 0 || h_->used == 0 ||
+        seg_->item_count.load(std::memory_order_relaxed) <= floor) {
       return true;
     }
     bool live = false;

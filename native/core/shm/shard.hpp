@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string_view>
 
@@ -44,8 +45,10 @@ class ShardView {
                        std::span<const std::byte> first, std::span<const std::byte> second,
                        std::uint16_t flags, std::int64_t expire, std::int64_t now) noexcept;
 
-  // Evicts up to n live records (expired first, then by CLOCK). false on damage.
-  bool cull(std::uint32_t n, std::int64_t now) noexcept;
+  // Evicts up to n live records (expired first, then by CLOCK), stopping early once the
+  // segment-wide count is down to floor (other writers cull too). false on damage.
+  bool cull(std::uint32_t n, std::int64_t now,
+            std::int64_t floor = std::numeric_limits<std::int64_t>::min()) noexcept;
 
   // Forgets everything in the shard (after damage, on clear()).
   void reset() noexcept;

@@ -90,7 +90,14 @@ Status ShmStore::attach(std::string& detail) {
   return Status::Ok();
 }
 
+// Runs with the GIL held, as every operation begins: a mapping becomes a user's here,
+// when it is current, so a retired one seen unused stays unused.
 Status ShmStore::attached(Mapping*& out) {
+  if (!retired_.empty()) [[unlikely]] {
+    std::erase_if(retired_, [](const std::unique_ptr<Mapping>& r) {
+      return r->users.load(std::memory_order_acquire) == 0;
+    });
+  }
   if (!current_->seg->ready()) [[unlikely]] {
     std::string detail;
     if (Status st = attach(detail); !st.ok()) {
@@ -124,12 +131,27 @@ void ShmStore::recover(Mapping& m, ShardView& v) noexcept {
 
 std::size_t ShmStore::max_value_size() const noexcept { return current_->header().max_item_size; }
 
+// Counts an operation as a user of its mapping until it returns.
+class InUse {
+ public:
+  explicit InUse(std::atomic<std::int64_t>& users) noexcept : users_(users) {
+    users_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~InUse() { users_.fetch_sub(1, std::memory_order_release); }
+  InUse(const InUse&) = delete;
+  InUse& operator=(const InUse&) = delete;
+
+ private:
+  std::atomic<std::int64_t>& users_;
+};
+
 // Declares `m`, the mapping the operation works on to its end.
 #define NC_ATTACHED()                           \
   Mapping* m_ptr_ = nullptr;                    \
   if (Status st_ = attached(m_ptr_); !st_.ok()) { \
     return st_;                                 \
   }                                             \
+  InUse in_use_(m_ptr_->users);                 \
   Mapping& m = *m_ptr_
 
 #define NC_LOCKED(lk)                                                                     \
@@ -203,7 +225,6 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
   std::int64_t now = now_ms();
   bool may_cull = limits.enforce && mode != Mode::kReplace && mode != Mode::kCas;
   for (;;) {
-    std::int64_t cull_at = -1;
     {
       ShardLock lk(m, v);
       NC_LOCKED(lk);
@@ -231,9 +252,9 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
         return Status::Ok();
       }
       std::int64_t count = sh.item_count.load(std::memory_order_relaxed);
-      if (may_cull && count >= limits.max_entries) {
-        cull_at = count;  // Django culls before inserting once the count reaches the limit
-      } else {
+      // Django culls before inserting once the count reaches the limit: after this block,
+      // without the shard's lock.
+      if (!may_cull || count < limits.max_entries) {
         std::int64_t expire = w.ttl.kind == Ttl::Kind::kKeep
                                   ? (f.rec != nullptr ? f.rec->expire : 0)
                                   : w.ttl.deadline(now);
@@ -263,13 +284,28 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
       }
     }
     // No shard lock is held here: culling takes the shards one at a time.
-    cull_all(m, cull_at, limits.cull_frequency, now);
+    cull_all(m, limits.max_entries, limits.cull_frequency, now);
     may_cull = false;
   }
 }
 
-void ShmStore::cull_all(Mapping& m, std::int64_t count, std::int64_t frequency, std::int64_t now) {
-  std::vector<std::uint32_t> quota(m.shards.size(), 0);
+// Culls as Django does once the count reached MAX_ENTRIES: everything for frequency 0,
+// else count / frequency entries. Writers that reach the limit together share one cull:
+// one that finds the count below the limit already culls nothing, and each stops, entry
+// by entry, once the count is down to what Django's cull leaves.
+void ShmStore::cull_all(Mapping& m, std::int64_t max_entries, std::int64_t frequency,
+                        std::int64_t now) {
+  std::atomic<std::int64_t>& count = m.header().item_count;
+  const std::int64_t at = count.load(std::memory_order_relaxed);
+  if (at < max_entries) return;  // culled by another writer meanwhile
+  const std::size_t n = m.shards.size();
+  std::vector<std::uint32_t> items(n);
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    items[i] = m.shards[i].header().items.load(std::memory_order_relaxed);
+    total += items[i];
+  }
+  if (total == 0) return;
   if (frequency == 0) {
     for (ShardView& v : m.shards) {
       ShardLock lk(m, v);
@@ -279,34 +315,30 @@ void ShmStore::cull_all(Mapping& m, std::int64_t count, std::int64_t frequency, 
     }
     return;
   }
-  std::int64_t target = count / frequency;
+  const std::int64_t target = at / frequency;
   if (target <= 0) return;
-  std::vector<std::uint32_t> items(m.shards.size());
-  std::uint64_t total = 0;
-  for (std::size_t i = 0; i < m.shards.size(); ++i) {
-    items[i] = m.shards[i].header().items.load(std::memory_order_relaxed);
-    total += items[i];
-  }
-  if (total == 0) return;
+  const std::int64_t floor = at - target;  // what Django's cull leaves
+  std::vector<std::uint32_t> quota(n, 0);
   std::uint64_t assigned = 0;
-  for (std::size_t i = 0; i < m.shards.size(); ++i) {
-    quota[i] = static_cast<std::uint32_t>(static_cast<std::uint64_t>(target) * items[i] / total);
+  for (std::size_t i = 0; i < n; ++i) {
+    quota[i] = static_cast<std::uint32_t>(static_cast<std::uint64_t>(target) * items[i] /
+                                          static_cast<std::uint64_t>(total));
     assigned += quota[i];
   }
   // Hand out the remainder so exactly `target` entries go, as Django removes.
-  for (std::size_t i = 0; assigned < static_cast<std::uint64_t>(target) && i < 4 * m.shards.size();
-       ++i) {
-    std::size_t s = i % m.shards.size();
+  for (std::size_t i = 0; assigned < static_cast<std::uint64_t>(target) && i < 4 * n; ++i) {
+    std::size_t s = i % n;
     if (quota[s] < items[s]) {
       ++quota[s];
       ++assigned;
     }
   }
-  for (std::size_t i = 0; i < m.shards.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     if (quota[i] == 0) continue;
+    if (count.load(std::memory_order_relaxed) <= floor) return;  // another writer culled
     ShardLock lk(m, m.shards[i]);
     if (!lk.held()) continue;
-    if (!m.shards[i].cull(quota[i], now)) recover(m, m.shards[i]);
+    if (!m.shards[i].cull(quota[i], now, floor)) recover(m, m.shards[i]);
   }
 }
 

@@ -58,6 +58,8 @@ class ShmStore final : public Store {
   struct Mapping {
     std::unique_ptr<Segment> seg;
     std::vector<ShardView> shards;
+    // Operations working on it now (InUse); a retired mapping is unmapped at 0.
+    std::atomic<std::int64_t> users{0};
     SegmentHeader& header() const noexcept { return *seg->header(); }
     ShardView& shard_for(std::string_view key, std::uint32_t& hash) noexcept;
   };
@@ -66,13 +68,14 @@ class ShmStore final : public Store {
   Status attach(std::string& detail);
   // The current mapping, re-attached first when its segment is no longer ready.
   Status attached(Mapping*& out);
-  void cull_all(Mapping& m, std::int64_t count, std::int64_t frequency, std::int64_t now);
+  void cull_all(Mapping& m, std::int64_t max_entries, std::int64_t frequency, std::int64_t now);
   static void recover(Mapping& m, ShardView& v) noexcept;
 
   SegmentOptions opts_;
   std::unique_ptr<Mapping> current_;
-  // Mappings replaced after a mismatch stay until the store goes: another thread may
-  // still be waiting on one of their locks, holding one of their views.
+  // Mappings replaced after a mismatch stay while an operation still uses one (another
+  // thread may be waiting on one of their locks, holding one of their views): each
+  // keeps its whole segment in memory, even unlinked. Unmapped once unused (attached()).
   std::vector<std::unique_ptr<Mapping>> retired_;
 };
 
