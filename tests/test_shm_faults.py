@@ -468,3 +468,26 @@ def test_a_replaced_segment_is_unmapped_once_nothing_uses_it():
         assert grown < 2 * size, f"{grown >> 20} MiB more in /dev/shm"  # 4 × SIZE before
     finally:
         cache.delete_segment()
+
+
+def test_a_value_that_expires_while_a_reader_waits_for_the_lock_is_a_miss():
+    cache = shmutil.build(shmutil.unique_location("expiring"), SHARDS=1)
+    try:
+        cache.set("page", "x", 1)
+        locked_r, locked_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # holds the shard's lock past the value's expiry
+            _region, mutex = _mutex_at(_segment_path(cache), cache._store._layout()["shards_offset"])
+            libc = ctypes.CDLL(None)
+            libc.pthread_mutex_lock(mutex)
+            os.write(locked_w, b"L")
+            time.sleep(1.5)
+            libc.pthread_mutex_unlock(mutex)
+            os._exit(0)
+        os.read(locked_r, 1)
+        assert cache.get("page", "expired") == "expired"  # its clock read after the wait
+        os.waitpid(pid, 0)
+        os.close(locked_r)
+        os.close(locked_w)
+    finally:
+        cache.delete_segment()

@@ -163,9 +163,9 @@ Status ShmStore::get(std::string_view key, ValueOut& out) {
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   ShardLock lk(m, v);
   NC_LOCKED(lk);
+  const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
     recover(m, v);
@@ -204,9 +204,9 @@ Status ShmStore::contains(std::string_view key) {
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   ShardLock lk(m, v);
   NC_LOCKED(lk);
+  const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
   auto f = v.find(key, hash, now);
   if (f.corrupt) recover(m, v);
   return f.rec != nullptr ? Status::Ok() : Status::Of(Code::kNotFound);
@@ -222,12 +222,13 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
   }
   std::uint32_t hash;
   ShardView& v = m.shard_for(w.key, hash);
-  std::int64_t now = now_ms();
+  std::int64_t now = 0;
   bool may_cull = limits.enforce && mode != Mode::kReplace && mode != Mode::kCas;
   for (;;) {
     {
       ShardLock lk(m, v);
       NC_LOCKED(lk);
+      now = now_ms();  // after the lock: a wait for it may have been long
       auto f = v.find(w.key, hash, now);
       if (f.corrupt) {
         recover(m, v);
@@ -347,7 +348,6 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   // The old value's copy while room is made: per call, since after a wait for the lock
   // the critical section runs without the GIL, beside other threads of this process.
   std::vector<std::byte> scratch;
@@ -356,6 +356,7 @@ Status ShmStore::concat(std::string_view key, std::span<const std::byte> data,
     {
       ShardLock lk(m, v);
       NC_LOCKED(lk);
+      const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
       auto f = v.find(key, hash, now);
       if (f.corrupt) {
         recover(m, v);
@@ -405,9 +406,9 @@ Status ShmStore::remove(std::string_view key) {
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   ShardLock lk(m, v);
   NC_LOCKED(lk);
+  const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
     recover(m, v);
@@ -422,9 +423,9 @@ Status ShmStore::touch(std::string_view key, Ttl ttl) {
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   ShardLock lk(m, v);
   NC_LOCKED(lk);
+  const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
     recover(m, v);
@@ -443,9 +444,9 @@ Status ShmStore::incr(std::string_view key, std::int64_t delta, std::int64_t& re
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   ShardLock lk(m, v);
   NC_LOCKED(lk);
+  const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
     recover(m, v);
@@ -485,9 +486,9 @@ Status ShmStore::ttl(std::string_view key, std::int64_t& remaining_ms) {
   NC_ATTACHED();
   std::uint32_t hash;
   ShardView& v = m.shard_for(key, hash);
-  std::int64_t now = now_ms();
   ShardLock lk(m, v);
   NC_LOCKED(lk);
+  const std::int64_t now = now_ms();  // after the lock: a wait for it may have been long
   auto f = v.find(key, hash, now);
   if (f.corrupt) {
     recover(m, v);
@@ -540,14 +541,13 @@ Status ShmStore::keys(std::vector<std::string>& out) {
   NC_ATTACHED();
   const std::size_t ring = m.header().ring_capacity;
   std::vector<std::byte> buf(std::min<std::size_t>(ring, std::size_t{64} << 10));
-  const std::int64_t now = now_ms();
   for (ShardView& v : m.shards) {
     std::size_t needed = 0;
     for (;;) {
       {
         ShardLock lk(m, v);
         NC_LOCKED(lk);
-        if (!v.copy_keys(now, buf, needed)) {
+        if (!v.copy_keys(now_ms(), buf, needed)) {
           recover(m, v);  // as every other operation does on damage: the shard forgets
           needed = 0;
         }
