@@ -30,11 +30,12 @@ class ServedByMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
+        self._async = iscoroutinefunction(get_response)  # decided once, not per request
+        if self._async:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
-        if iscoroutinefunction(self):
+        if self._async:
             return self._acall(request)
         response = self.get_response(request)
         response["X-Served-By"] = str(os.getpid())
