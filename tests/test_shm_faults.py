@@ -426,6 +426,41 @@ def test_writers_that_reach_max_entries_together_cull_once():
         cache.delete_segment()
 
 
+# Offsets in a shard header (native/core/shm/layout.hpp).
+SHARD_ITEMS = 56
+
+
+@pytest.mark.parametrize("damaged_items", [0, 0x7FFF_FFFF])
+def test_a_reset_of_a_shard_whose_count_was_damaged_leaves_max_entries_exact(damaged_items):
+    """A shard's count overwritten, then the shard reset: the segment's count must not
+    keep the damage. Too high, it culled entries Django keeps (below MAX_ENTRIES); too
+    low, it let the cache grow past MAX_ENTRIES for good."""
+    location = shmutil.unique_location("drift")
+    cache = shmutil.build(location, SHARDS=4, MAX_ENTRIES=50, CULL_FREQUENCY=3)
+    try:
+        cache.set_many({f"k{i}": b"v" for i in range(40)})
+        layout = cache._store._layout(cache._store.make_key("k1", "", 1))
+        base = layout["shards_offset"] + layout["shard"] * layout["shard_stride"]
+        with open(_segment_path(cache), "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            struct.pack_into("<I", m, base + SHARD_ITEMS, damaged_items)
+        _damage(cache, "k1", "buckets")
+        assert cache.get("k1") is None  # the damaged shard is reset
+        assert cache.stats()["recoveries"] >= 1
+        # Up to MAX_ENTRIES live entries, nothing is culled.
+        left = cache.stats()["items"]
+        cache.set_many({f"n{i}": b"v" for i in range(50 - left)})
+        assert cache.stats()["items"] == 50
+        # Past it, Django's cull: never more than MAX_ENTRIES.
+        for i in range(500):
+            cache.set(f"m{i}", b"v")
+            assert cache.stats()["items"] <= 50
+        with open(_segment_path(cache), "rb") as f, \
+                mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ) as header:
+            assert struct.unpack_from("<q", header, SEGMENT_ITEM_COUNT)[0] == cache.stats()["items"]
+    finally:
+        cache.delete_segment()
+
+
 def test_a_header_whose_geometry_overflows_is_recreated_not_mapped(location):
     cache = shmutil.build(location, SIZE="4MB", SHARDS=2)
     cache.set("k", "v")

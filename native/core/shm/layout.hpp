@@ -15,7 +15,7 @@
 namespace nativecache::shm {
 
 inline constexpr std::uint64_t kMagic = 0x314d48534e43444eULL;  // "NDCNSHM1"
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::size_t kHeaderBytes = 4096;
 
 enum SegmentState : std::uint32_t { kInitialising = 0, kReady = 1, kRetired = 2 };
@@ -37,6 +37,9 @@ struct alignas(64) SegmentHeader {
   alignas(64) std::atomic<std::uint32_t> state;
   alignas(64) std::atomic<std::int64_t> item_count;  // all shards, for MAX_ENTRIES
   std::atomic<std::uint64_t> recoveries;
+  // Set by a shard reset: item_count took the shard's own count, which the damage that
+  // caused the reset may have reached, so the next write counts every shard again.
+  std::atomic<std::uint32_t> count_stale;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
@@ -90,7 +93,8 @@ inline constexpr std::uint64_t abi_fingerprint() noexcept {
   const std::uint64_t parts[] = {
       kLayoutVersion, sizeof(SegmentHeader), sizeof(ShardHeader), sizeof(Record),
       sizeof(pthread_mutex_t), offsetof(SegmentHeader, state),
-      offsetof(SegmentHeader, item_count), offsetof(ShardHeader, items),
+      offsetof(SegmentHeader, item_count), offsetof(SegmentHeader, count_stale),
+      offsetof(ShardHeader, items),
       offsetof(Record, expire), kShardHeaderBytes};
   for (std::uint64_t p : parts) h = (h ^ p) * 1099511628211ULL;
   return h;

@@ -106,6 +106,7 @@ void initialise(std::byte* base, const Geometry& g) {
   h->max_item_size = g.max_item_size;
   h->item_count.store(0);
   h->recoveries.store(0);
+  h->count_stale.store(0);
   for (std::uint32_t i = 0; i < g.n_shards; ++i) {
     auto* sh = new (base + kHeaderBytes + g.shard_stride * i) ShardHeader{};
     init_robust_mutex(&sh->mutex);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
+#include <optional>
 
 #include "core/codec.hpp"
 #include "core/hash.hpp"
@@ -31,7 +33,10 @@ class ShmStore::ShardLock {
  public:
   // After a wait, everything up to the end of the scope runs without the GIL: critical
   // sections touch only shared memory, their mapping and the caller's buffers.
-  ShardLock(Mapping& m, ShardView& v) noexcept : v_(v) {
+  // With `shared`, a wait gives up the GIL into it and the owner of `shared` takes it back,
+  // after every lock taken with it is let go (several shards held at once).
+  ShardLock(Mapping& m, ShardView& v, Waited* shared = nullptr) noexcept
+      : v_(v), waited_(shared != nullptr ? *shared : own_) {
     Torn torn{&m, &v};
     if (lock(&v.header().mutex, waited_, {&ShardLock::repair, &torn}) ==
         LockResult::kUnrecoverable) {
@@ -46,7 +51,7 @@ class ShmStore::ShardLock {
       set_dirty(v_.header(), 0);
       unlock(&v_.header().mutex);
     }
-    waited_.resume();  // the GIL is taken back only with the lock let go
+    own_.resume();  // the GIL is taken back only with the lock let go
   }
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
@@ -64,7 +69,8 @@ class ShmStore::ShardLock {
   }
 
   ShardView& v_;
-  Waited waited_;
+  Waited own_;
+  Waited& waited_;
   bool held_ = false;
 };
 
@@ -127,6 +133,25 @@ ShardView& ShmStore::Mapping::shard_for(std::string_view key, std::uint32_t& has
 void ShmStore::recover(Mapping& m, ShardView& v) noexcept {
   v.reset();
   m.header().recoveries.fetch_add(1, std::memory_order_relaxed);
+  m.header().count_stale.store(1, std::memory_order_relaxed);
+}
+
+// The exact count: every shard's lock, taken in index order (no other path holds two),
+// then the sum of their counts. A lock found unrecoverable retires the segment; its
+// shard counts nothing.
+std::int64_t ShmStore::recount(Mapping& m) {
+  const std::size_t n = m.shards.size();
+  Waited waited;  // outlives `held`: the GIL comes back once every lock is let go
+  // Made before the first lock: nothing is allocated while one is held.
+  auto held = std::make_unique<std::optional<ShardLock>[]>(n);
+  m.header().count_stale.store(0, std::memory_order_relaxed);
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    held[i].emplace(m, m.shards[i], &waited);
+    if (held[i]->held()) total += m.shards[i].header().items.load(std::memory_order_relaxed);
+  }
+  m.header().item_count.store(total, std::memory_order_relaxed);
+  return total;
 }
 
 std::size_t ShmStore::max_value_size() const noexcept { return current_->header().max_item_size; }
@@ -224,6 +249,9 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
   ShardView& v = m.shard_for(w.key, hash);
   std::int64_t now = 0;
   bool may_cull = limits.enforce && mode != Mode::kReplace && mode != Mode::kCas;
+  if (may_cull && sh.count_stale.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    recount(m);  // before any shard lock of this write is taken
+  }
   for (;;) {
     {
       ShardLock lk(m, v);
@@ -297,8 +325,11 @@ Status ShmStore::store(const Write& w, Mode mode, std::uint64_t cas, const Limit
 void ShmStore::cull_all(Mapping& m, std::int64_t max_entries, std::int64_t frequency,
                         std::int64_t now) {
   std::atomic<std::int64_t>& count = m.header().item_count;
-  const std::int64_t at = count.load(std::memory_order_relaxed);
-  if (at < max_entries) return;  // culled by another writer meanwhile
+  if (count.load(std::memory_order_relaxed) < max_entries) return;  // culled meanwhile
+  // The running count only moves by one per insert or removal; the cull goes by the
+  // exact one, so a count that drifted up never culls what Django would keep.
+  const std::int64_t at = recount(m);
+  if (at < max_entries) return;
   const std::size_t n = m.shards.size();
   std::vector<std::uint32_t> items(n);
   std::int64_t total = 0;

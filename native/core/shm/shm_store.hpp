@@ -70,6 +70,9 @@ class ShmStore final : public Store {
   Status attached(Mapping*& out);
   void cull_all(Mapping& m, std::int64_t max_entries, std::int64_t frequency, std::int64_t now);
   static void recover(Mapping& m, ShardView& v) noexcept;
+  // Sets the segment's item count to the sum of the shards' counts, and returns it.
+  // Takes every shard's lock: the caller holds none.
+  static std::int64_t recount(Mapping& m);
 
   SegmentOptions opts_;
   std::unique_ptr<Mapping> current_;
