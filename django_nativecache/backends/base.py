@@ -72,6 +72,28 @@ class NativeKeys:
         return self.make_and_validate_key(key, version=version)  # type: ignore[attr-defined]
 
 
+# The state settings give an instance, by class and settings. Django makes an instance
+# per thread and, under ASGI, one per request task; checking OPTIONS and setting
+# BaseCache's attributes again each time cost ten times what the rest of making one
+# does. Only what the settings decide is kept: each instance still opens its own handle.
+_SETTLED_KEPT = 64
+_settled: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable snapshot of a settings value, equal to another one's only for equal
+    values of the same types (1, 1.0 and True differ). TypeError if a part is unhashable."""
+    cls = type(value)
+    if cls is str:  # most of them: nothing else freezes to a str
+        return value
+    if isinstance(value, dict):
+        return (dict, tuple([(_frozen(k), _frozen(v)) for k, v in value.items()]))
+    if isinstance(value, (list, tuple)):
+        return (cls, tuple([_frozen(v) for v in value]))
+    hash(value)
+    return (cls, value)
+
+
 class NativeCache(NativeKeys, BaseCache):
     _enforce_max_entries: bool = True
     #: Whether incr() of a value the store cannot add to natively keeps the entry's expiry
@@ -85,6 +107,39 @@ class NativeCache(NativeKeys, BaseCache):
     def __init__(self, params: dict[str, Any]) -> None:
         super().__init__(params)
         self._refresh_key_path()
+
+    def _configure(self, location: Any, params: dict[str, Any]) -> None:
+        """Checks the settings and sets what they decide (not the store handle)."""
+        NativeCache.__init__(self, params)
+
+    @classmethod
+    def _settings_context(cls) -> tuple[Any, ...]:
+        """What else than LOCATION and params the state from _configure depends on."""
+        return ()
+
+    def _settle(self, location: Any, params: dict[str, Any]) -> None:
+        """Runs _configure, or sets what it set for the same class and settings before."""
+        cls = type(self)
+        try:
+            key: tuple[Any, ...] | None = (
+                cls, _frozen(location), _frozen(params), cls._settings_context())
+        except TypeError:
+            key = None
+        state = _settled.get(key) if key is not None else None
+        if state is not None:
+            self.__dict__.update(state)
+            self._refresh_key_path()
+            return
+        before = dict(self.__dict__)
+        self._configure(location, params)
+        if key is None:
+            return
+        if len(_settled) >= _SETTLED_KEPT:
+            _settled.clear()
+        _settled[key] = {
+            name: value for name, value in self.__dict__.items()
+            if before.get(name, _MISSING) is not value
+        }
 
     def _limits(self) -> tuple[int | None, int]:
         if self._enforce_max_entries:

@@ -18,5 +18,5 @@ class DummyCache(InlineAsyncMixin, NativeCache):
     _enforce_max_entries = False
 
     def __init__(self, host: Any, params: dict[str, Any]) -> None:
-        super().__init__(params)
+        self._settle(host, params)
         self._store = _native.open_dummy()

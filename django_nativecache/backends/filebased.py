@@ -40,12 +40,20 @@ class FileBasedCache(ThreadAsyncMixin, NativeCache):
     cache_suffix = ".djc"
 
     def __init__(self, dir: str | os.PathLike[str], params: dict[str, Any]) -> None:
+        self._settle(dir, params)
+        self._store = _native.open_file(*self._open_args)
+
+    @classmethod
+    def _settings_context(cls) -> tuple[Any, ...]:
+        return (os.getcwd(),)  # a relative LOCATION is made absolute
+
+    def _configure(self, dir: Any, params: dict[str, Any]) -> None:
         options = validate_options(
             f"{type(self).__name__} {dir!r}", params.get("OPTIONS") or {}, _SCHEMA
         )
-        super().__init__(params)
+        super()._configure(dir, params)
         self._dir = os.path.abspath(os.fspath(dir))
-        self._store = _native.open_file(
+        self._open_args = (
             self._dir,
             options["MAX_ITEM_SIZE"],
             options["COMPRESS_MIN_LENGTH"],

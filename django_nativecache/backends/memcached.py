@@ -234,9 +234,16 @@ class MemcachedCache(ThreadAsyncMixin, NativeCache):
     _decr_stops_at_zero = True
 
     def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
+        self._settle(server, params)
+        try:
+            self._store = _client(*self._client_args)
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(f"{type(self).__name__} {server!r}: OPTIONS {exc}") from None
+
+    def _configure(self, server: Any, params: dict[str, Any]) -> None:
         name = f"{type(self).__name__} {server!r}"
         options = validate_options(name, params.get("OPTIONS") or {}, _SCHEMA)
-        super().__init__(params)
+        super()._configure(server, params)
         if isinstance(server, str):
             self._servers = re.split("[;,]", server)
         else:
@@ -254,20 +261,17 @@ class MemcachedCache(ThreadAsyncMixin, NativeCache):
         self._options = options
         ignore = options["IGNORE_EXCEPTIONS"] or options["ignore_exc"]
         max_idle = options["max_pool_size"]
-        try:
-            self._store = _client(
-                tuple(specs),
-                options["binary"],
-                tuple(self._behaviors(options).items()),
-                options["COMPRESS_MIN_LENGTH"],
-                options["COMPRESS_LEVEL"],
-                ignore,
-                _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
-                -1 if max_idle is None else max_idle,
-                options["pool_idle_timeout"],
-            )
-        except ImproperlyConfigured as exc:
-            raise ImproperlyConfigured(f"{name}: OPTIONS {exc}") from None
+        self._client_args = (
+            tuple(specs),
+            options["binary"],
+            tuple(self._behaviors(options).items()),
+            options["COMPRESS_MIN_LENGTH"],
+            options["COMPRESS_LEVEL"],
+            ignore,
+            _log_ignored if options["LOG_IGNORED_EXCEPTIONS"] else None,
+            -1 if max_idle is None else max_idle,
+            options["pool_idle_timeout"],
+        )
 
     @staticmethod
     def _behaviors(options: dict[str, Any]) -> dict[str, int | str]:

@@ -55,14 +55,18 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
+def _secret_key() -> str:
+    try:
+        return str(settings.SECRET_KEY)
+    except ImproperlyConfigured:
+        return ""
+
+
 def segment_name(location: str, namespace: str | None = None) -> str:
     """The /dev/shm name for a LOCATION: distinct per user, per project (NAMESPACE, SECRET_KEY
     when it is None) and per build."""
     if namespace is None:
-        try:
-            namespace = str(settings.SECRET_KEY)
-        except ImproperlyConfigured:
-            namespace = ""
+        namespace = _secret_key()
     digest = hashlib.blake2b(
         f"{os.geteuid()}\0{namespace}\0{location}".encode("utf-8", "surrogatepass"),
         digest_size=12,
@@ -118,11 +122,19 @@ def unlink(name: str) -> None:
 
 class SharedMemoryCache(InlineAsyncMixin, NativeCache):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
+        self._settle(location, params)
+        self._store = attach(self._segment, self._segment_options)
+
+    def _configure(self, location: str, params: dict[str, Any]) -> None:
         options = self._options(location, params)
-        super().__init__(params)
+        super()._configure(location, params)
         self._location = location
         self._segment = segment_name(location, options["NAMESPACE"])
-        self._store = attach(self._segment, options)
+        self._segment_options = options
+
+    @classmethod
+    def _settings_context(cls) -> tuple[Any, ...]:
+        return (os.geteuid(), _secret_key())
 
     @classmethod
     def _options(cls, location: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,156 @@
+"""Making cache instances: Django makes one per thread and, under ASGI, one per request
+task, so the native backends reuse what checking the same settings gave before. Each
+instance must still be what building it from scratch gives: its own attributes, its
+settings' errors every time, and nothing carried over from other settings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_nativecache.backends.dummy import DummyCache
+from django_nativecache.backends.filebased import FileBasedCache
+from django_nativecache.backends.memcached import MemcachedCache
+from django_nativecache.backends.shm import SharedMemoryCache
+from tests import shmutil
+
+Factory = Callable[[dict[str, Any]], Any]
+KINDS = ["shm", "memcached", "file", "dummy"]
+
+
+@pytest.fixture(params=KINDS)
+def make(request) -> Iterator[Factory]:
+    """Builds caches of one kind and LOCATION from params."""
+    made: list[Any] = []
+    if request.param == "shm":
+        location = shmutil.unique_location("inst")
+
+        def factory(params: dict[str, Any]) -> Any:
+            params = {**params, "OPTIONS": {"NAMESPACE": shmutil.NAMESPACE, "SIZE": "1MB",
+                                            **params.get("OPTIONS", {})}}
+            made.append(SharedMemoryCache(location, params))
+            return made[-1]
+    elif request.param == "memcached":
+        location = request.getfixturevalue("memcached_module").location
+
+        def factory(params: dict[str, Any]) -> Any:
+            return MemcachedCache(location, params)
+    elif request.param == "file":
+        location = tempfile.mkdtemp(prefix="nativecache-inst-")
+
+        def factory(params: dict[str, Any]) -> Any:
+            return FileBasedCache(location, params)
+    else:
+        def factory(params: dict[str, Any]) -> Any:
+            return DummyCache("", params)
+    factory.kind = request.param  # type: ignore[attr-defined]
+    yield factory
+    for cache in made[:1]:
+        cache.delete_segment()
+
+
+def test_instances_of_the_same_settings_are_distinct_and_each_its_own(make):
+    params = {"KEY_PREFIX": "p", "VERSION": 3, "TIMEOUT": 40}
+    first = make(dict(params))
+    first.key_prefix = "changed"
+    first.version = 9
+    first.make_key = lambda key, version=None: f"mine:{key}"
+    second = make(dict(params))
+    assert second is not first
+    assert (second.key_prefix, second.version, second.default_timeout) == ("p", 3, 40)
+    assert second.make_key("k") == "p:3:k"
+    assert first.make_key("k") == "mine:k"
+    if make.kind != "dummy":
+        second.set("k", "v")
+        assert second.get("k") == "v"
+        assert first.get("k") is None  # its own make_key: another key
+        assert first.get("mine:k", version=None) is None
+
+
+def test_bad_settings_raise_every_time(make):
+    if make.kind == "dummy":
+        pytest.skip("DummyCache takes any OPTIONS, as Django's does")
+    for _ in range(3):
+        with pytest.raises(ImproperlyConfigured, match="NO_SUCH"):
+            make({"OPTIONS": {"NO_SUCH": 1}})
+
+
+def test_values_that_compare_equal_but_differ_in_type_are_checked_each(make):
+    if make.kind == "dummy":
+        pytest.skip("DummyCache takes no OPTIONS")
+    assert make({"OPTIONS": {"COMPRESS_LEVEL": 1}}) is not None
+    # True == 1 and hash(True) == hash(1): an option refused as a bool is still refused.
+    with pytest.raises(ImproperlyConfigured, match="bool"):
+        make({"OPTIONS": {"COMPRESS_LEVEL": True}})
+
+
+def test_options_changed_in_place_are_read_again(make):
+    params: dict[str, Any] = {"TIMEOUT": 10, "OPTIONS": {}}
+    assert make(params).default_timeout == 10
+    params["TIMEOUT"] = 20
+    assert make(params).default_timeout == 20
+    if make.kind != "dummy":
+        params["OPTIONS"]["NO_SUCH"] = 1
+        with pytest.raises(ImproperlyConfigured, match="NO_SUCH"):
+            make(params)
+
+
+def test_unhashable_settings_still_make_caches(make):
+    key_prefix = "set-holder"
+
+    class Unhashable(dict):  # a dict that cannot be frozen
+        __hash__ = None  # type: ignore[assignment]
+
+    params = {"KEY_PREFIX": key_prefix, "unused": Unhashable(a=[{1, 2}])}
+    assert make(params).key_prefix == key_prefix
+    assert make(params).key_prefix == key_prefix
+
+
+def test_a_shared_memory_segment_follows_secret_key():
+    location = shmutil.unique_location("secret")
+    params = {"OPTIONS": {"SIZE": "1MB"}}
+    made = []
+    try:
+        with override_settings(SECRET_KEY="one"):
+            made.append(SharedMemoryCache(location, params))
+        with override_settings(SECRET_KEY="two"):
+            made.append(SharedMemoryCache(location, params))
+        with override_settings(SECRET_KEY="one"):
+            made.append(SharedMemoryCache(location, params))
+        assert made[0].segment != made[1].segment
+        assert made[0].segment == made[2].segment
+    finally:
+        for cache in made[:2]:
+            cache.delete_segment()
+
+
+def test_a_relative_file_cache_directory_follows_the_working_directory(monkeypatch):
+    roots = [tempfile.mkdtemp(prefix="nativecache-cwd-") for _ in range(2)]
+    caches = []
+    for root in roots:
+        monkeypatch.chdir(root)
+        caches.append(FileBasedCache("cache-dir", {}))
+        caches[-1].set("k", root)
+    assert [c._dir for c in caches] == [os.path.join(r, "cache-dir") for r in roots]
+    assert [c.get("k") for c in caches] == roots
+
+
+def test_a_replaced_segment_is_attached_afresh_by_the_next_instance():
+    location = shmutil.unique_location("fresh")
+    first = shmutil.build(location, SIZE="1MB")
+    first.set("k", "v")
+    first.delete_segment()
+    second = shmutil.build(location, SIZE="1MB")
+    try:
+        assert second._store is not first._store
+        assert second.get("k") is None
+        second.set("k", "new")
+        assert shmutil.build(location, SIZE="1MB").get("k") == "new"
+    finally:
+        second.delete_segment()
