@@ -8,6 +8,7 @@ import mmap
 import multiprocessing as mp
 import os
 import ctypes
+import fcntl
 import select
 import signal
 import struct
@@ -457,6 +458,53 @@ def test_a_reset_of_a_shard_whose_count_was_damaged_leaves_max_entries_exact(dam
         with open(_segment_path(cache), "rb") as f, \
                 mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ) as header:
             assert struct.unpack_from("<q", header, SEGMENT_ITEM_COUNT)[0] == cache.stats()["items"]
+    finally:
+        cache.delete_segment()
+
+
+def _tick_while_reattaching(location: str, locked, out) -> None:
+    cache = shmutil.build(location, SHARDS=2)
+    locked.wait(30)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(cache.get("k", "miss")))
+    waiter.start()
+    time.sleep(0.2)  # the waiter is waiting for the lock file by now
+    ticks, end = 0, time.monotonic() + 0.8
+    while time.monotonic() < end and waiter.is_alive():
+        time.sleep(0.005)  # needs the GIL back each time
+        ticks += 1
+    waiter.join(30)
+    out.put((ticks, got))
+
+
+def test_reattaching_waits_for_the_lock_file_without_the_gil():
+    """A segment replaced by name is reattached by the next operation, which waits for the
+    lock file while another process makes the new segment: the other threads run meanwhile."""
+    location = shmutil.unique_location("reattach")
+    cache = shmutil.build(location, SHARDS=2)
+    cache.set("k", "old")
+    try:
+        _native.unlink_shm(cache.segment)  # retired: every attached process reattaches
+        ctx = mp.get_context("fork")
+        out, locked = ctx.Queue(), ctx.Event()
+        # Started first: a child would inherit the lock file's descriptor, and its flock.
+        child = ctx.Process(target=_tick_while_reattaching, args=(location, locked, out))
+        child.start()
+        fd = os.open(f"/dev/shm/{cache.segment}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a process making the segment holds it
+            locked.set()
+            time.sleep(1.5)
+        finally:
+            os.close(fd)
+        try:
+            ticks, got = out.get(timeout=30)
+        finally:
+            child.join(30)
+            if child.is_alive():
+                child.kill()
+        assert got == ["miss"]  # the new segment, empty
+        assert ticks >= 20, ticks  # about 160 at 5 ms a tick; none while the GIL was held
     finally:
         cache.delete_segment()
 

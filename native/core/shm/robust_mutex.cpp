@@ -55,6 +55,17 @@ void Waited::resume() noexcept {
   if (g_hooks.end) g_hooks.end(token_);
 }
 
+InterpreterReleased::InterpreterReleased() noexcept {
+  if (g_hooks.begin) {
+    token_ = g_hooks.begin();
+    released_ = true;
+  }
+}
+
+InterpreterReleased::~InterpreterReleased() {
+  if (released_ && g_hooks.end) g_hooks.end(token_);
+}
+
 LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair) noexcept {
   for (int spin = 0; spin < 128; ++spin) {
     int rc = lock_now(m);

@@ -46,6 +46,21 @@ class Waited {
   bool pending_ = false;
 };
 
+// Gives up the interpreter for a scope that may block on something other than a shard
+// lock (the hooks' begin, then their end when the scope ends). Only for a caller that holds
+// it, as every shared-memory operation does when it begins.
+class InterpreterReleased {
+ public:
+  InterpreterReleased() noexcept;
+  ~InterpreterReleased();
+  InterpreterReleased(const InterpreterReleased&) = delete;
+  InterpreterReleased& operator=(const InterpreterReleased&) = delete;
+
+ private:
+  void* token_ = nullptr;
+  bool released_ = false;
+};
+
 // Spins briefly, then waits, with the hooks' begin before the wait. Returns holding the
 // lock: kAcquired, or kOwnerDied when its last owner had died (repair ran, the lock is
 // consistent again); kUnrecoverable holding nothing.

@@ -85,6 +85,28 @@ Status ShmStore::open(const SegmentOptions& opts, std::unique_ptr<ShmStore>& out
 Status ShmStore::attach(std::string& detail) {
   std::unique_ptr<Segment> seg;
   if (Status st = Segment::open(opts_, seg, detail); !st.ok()) return st;
+  install(std::move(seg));
+  return Status::Ok();
+}
+
+// Opening waits for the segment's lock file, which another process holds while it makes
+// the segment (allocating all of its SIZE), so the GIL is given up meanwhile. Installing
+// needs it back: current_ and retired_ are the GIL's. A thread that reattached meanwhile
+// leaves nothing to do.
+Status ShmStore::reattach() {
+  std::unique_ptr<Segment> seg;
+  std::string detail;
+  Status st = Status::Ok();
+  {
+    InterpreterReleased released;
+    st = Segment::open(opts_, seg, detail);
+  }
+  if (!st.ok()) return st;
+  if (!current_->seg->ready()) install(std::move(seg));
+  return Status::Ok();
+}
+
+void ShmStore::install(std::unique_ptr<Segment> seg) {
   auto m = std::make_unique<Mapping>();
   m->shards.reserve(seg->header()->n_shards);
   for (std::uint32_t i = 0; i < seg->header()->n_shards; ++i) {
@@ -93,7 +115,6 @@ Status ShmStore::attach(std::string& detail) {
   m->seg = std::move(seg);
   if (current_) retired_.push_back(std::move(current_));
   current_ = std::move(m);
-  return Status::Ok();
 }
 
 // Runs with the GIL held, as every operation begins: a mapping becomes a user's here,
@@ -105,8 +126,7 @@ Status ShmStore::attached(Mapping*& out) {
     });
   }
   if (!current_->seg->ready()) [[unlikely]] {
-    std::string detail;
-    if (Status st = attach(detail); !st.ok()) {
+    if (Status st = reattach(); !st.ok()) {
       return Status::Of(Code::kUnavailable, "the shared-memory segment could not be reattached");
     }
   }

@@ -66,6 +66,9 @@ class ShmStore final : public Store {
 
   explicit ShmStore(SegmentOptions opts) : opts_(std::move(opts)) {}
   Status attach(std::string& detail);
+  // attach() for an operation that found its segment no longer ready (the GIL held).
+  Status reattach();
+  void install(std::unique_ptr<Segment> seg);
   // The current mapping, re-attached first when its segment is no longer ready.
   Status attached(Mapping*& out);
   void cull_all(Mapping& m, std::int64_t max_entries, std::int64_t frequency, std::int64_t now);
