@@ -101,15 +101,21 @@ def test_options_changed_in_place_are_read_again(make):
             make(params)
 
 
-def test_unhashable_settings_still_make_caches(make):
-    key_prefix = "set-holder"
+def test_settings_of_other_types_are_checked_every_time(make):
+    class Prefix(str):  # not a core type: no snapshot of these settings is kept
+        pass
 
-    class Unhashable(dict):  # a dict that cannot be frozen
-        __hash__ = None  # type: ignore[assignment]
+    class Timeout(int):
+        pass
 
-    params = {"KEY_PREFIX": key_prefix, "unused": Unhashable(a=[{1, 2}])}
-    assert make(params).key_prefix == key_prefix
-    assert make(params).key_prefix == key_prefix
+    params: dict[str, Any] = {"KEY_PREFIX": Prefix("p"), "TIMEOUT": Timeout(10)}
+    assert make(params).key_prefix == "p"
+    params["KEY_PREFIX"] = Prefix("q")
+    params["TIMEOUT"] = Timeout(20)
+    cache = make(params)
+    assert (cache.key_prefix, cache.default_timeout) == ("q", 20)
+    params["KEY_FUNCTION"] = lambda key, prefix, version: f"own:{key}"
+    assert make(params).make_key("k") == "own:k"
 
 
 def test_a_shared_memory_segment_follows_secret_key():
@@ -154,3 +160,29 @@ def test_a_replaced_segment_is_attached_afresh_by_the_next_instance():
         assert shmutil.build(location, SIZE="1MB").get("k") == "new"
     finally:
         second.delete_segment()
+
+
+class _HookFirst(SharedMemoryCache):
+    """Sets its own make_key before SharedMemoryCache.__init__ runs, when told to."""
+
+    own_keys = False
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        if self.own_keys:
+            self.make_key = lambda key, version=None: f"own:{key}"
+        super().__init__(location, params)
+
+
+def test_a_key_hook_set_before_init_is_used_by_an_instance_of_known_settings():
+    location = shmutil.unique_location("hook")
+    params = {"OPTIONS": {"NAMESPACE": shmutil.NAMESPACE, "SIZE": "1MB"}}
+    plain = _HookFirst(location, params)
+    try:
+        hooked = object.__new__(_HookFirst)
+        hooked.own_keys = True
+        hooked.__init__(location, params)
+        hooked.set("k", "v")
+        assert plain.get("k") is None  # stored under its own key
+        assert hooked.get("k") == "v"
+    finally:
+        plain.delete_segment()

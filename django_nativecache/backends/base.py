@@ -9,6 +9,7 @@ an instance, switches that instance to calling them. ``key_prefix``, ``version``
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -80,18 +81,15 @@ _SETTLED_KEPT = 64
 _settled: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-def _frozen(value: Any) -> Any:
-    """A hashable snapshot of a settings value, equal to another one's only for equal
-    values of the same types (1, 1.0 and True differ). TypeError if a part is unhashable."""
-    cls = type(value)
-    if cls is str:  # most of them: nothing else freezes to a str
-        return value
-    if isinstance(value, dict):
-        return (dict, tuple([(_frozen(k), _frozen(v)) for k, v in value.items()]))
-    if isinstance(value, (list, tuple)):
-        return (cls, tuple([_frozen(v) for v in value]))
-    hash(value)
-    return (cls, value)
+def _snapshot(location: Any, params: dict[str, Any]) -> bytes | None:
+    """LOCATION and params as bytes, or None. marshal (format 2, no back-references)
+    writes only the core types, each with its own code, so equal bytes mean equal settings
+    of the same types (1, 1.0 and True differ); it refuses anything else (a callable,
+    a str subclass), and such settings are checked every time."""
+    try:
+        return marshal.dumps((location, params), 2)
+    except ValueError:
+        return None
 
 
 class NativeCache(NativeKeys, BaseCache):
@@ -120,15 +118,14 @@ class NativeCache(NativeKeys, BaseCache):
     def _settle(self, location: Any, params: dict[str, Any]) -> None:
         """Runs _configure, or sets what it set for the same class and settings before."""
         cls = type(self)
-        try:
-            key: tuple[Any, ...] | None = (
-                cls, _frozen(location), _frozen(params), cls._settings_context())
-        except TypeError:
-            key = None
+        snapshot = _snapshot(location, params)
+        key = None if snapshot is None else (cls, snapshot, cls._settings_context())
         state = _settled.get(key) if key is not None else None
         if state is not None:
+            fresh = not self.__dict__
             self.__dict__.update(state)
-            self._refresh_key_path()
+            if not fresh:  # a subclass set attributes first: perhaps a key hook
+                self._refresh_key_path()
             return
         before = dict(self.__dict__)
         self._configure(location, params)
