@@ -65,11 +65,23 @@ class SubjectUnavailable(Exception):
     """A subject cannot be measured in this run (backend missing, server down, ...)."""
 
 
+class NotApplicable(Exception):
+    """Raised by an operation's prepare for a subject that has no such operation (the dict
+    floor has no settings to make instances from): shown as "n/a", not as an error."""
+
+
+_NOT_APPLICABLE = "n/a"
+
+
 def build_from_caches_entry(alias: str, entry: dict[str, Any]) -> Any:
-    """Build a cache exactly as Django does for ``caches[alias]`` with CACHES = {alias: entry}."""
+    """Build a cache exactly as Django does for ``caches[alias]`` with CACHES = {alias: entry}.
+    The cache keeps ``(alias, entry)`` as ``bench_caches_entry``, for operations that make
+    more instances of it."""
     from django.core.cache import CacheHandler
 
-    return CacheHandler({alias: dict(entry)})[alias]
+    cache = CacheHandler({alias: dict(entry)})[alias]
+    cache.bench_caches_entry = (alias, dict(entry))
+    return cache
 
 
 class DictFloor:
@@ -348,6 +360,9 @@ def run_latency(
                     prepared = op.prepare(subject.cache, calls)
                     baseline.measure(prepared.items)
                     elapsed = timed(prepared.run)
+                except NotApplicable:
+                    result.errors.setdefault(op.name, {})[subject.name] = _NOT_APPLICABLE
+                    continue
                 except Exception as exc:
                     msg = f"{type(exc).__name__}: {exc}".strip()
                     result.errors.setdefault(op.name, {})[subject.name] = msg
@@ -552,7 +567,8 @@ def latency_table(
         row = [op.name]
         for n in names:
             if n in result.errors.get(op.name, {}):
-                row.append("error")
+                missing = result.errors[op.name][n] == _NOT_APPLICABLE
+                row.append("n/a" if missing else "error")
                 continue
             v = result.value(op.name, n, stat)
             sp = result.spread(op.name, n)
@@ -567,5 +583,7 @@ def describe_errors(result: LatencyResult) -> list[str]:
     lines = []
     for op, by_subject in result.errors.items():
         for subject, msg in by_subject.items():
+            if msg == _NOT_APPLICABLE:
+                continue
             lines.append(f"- `{op}` on `{subject}` failed: {msg}")
     return lines

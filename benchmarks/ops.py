@@ -12,7 +12,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from .harness import Prepared, cycle, loop_call1, loop_call2
+from .harness import NotApplicable, Prepared, cycle, loop_call1, loop_call2
 
 POOL = 1000  # distinct keys an operation cycles over
 SHORT = "hello world"
@@ -67,6 +67,36 @@ def get_hit(prefix: str, value: Any) -> Prepare:
         assert got == value and type(got) is type(value), f"get returned {got!r}"
         items = cycle(names, n)
         get = cache.get
+        return Prepared(lambda: loop_call1(get, items), items)
+
+    return prepare
+
+
+FRESH_GET = "get hit, new instance (ASGI)"
+
+
+def fresh_instance_get(prefix: str, value: Any) -> Prepare:
+    """A get hit through an instance made for it from the subject's CACHES entry, by
+    Django's CacheHandler: under ASGI ``caches[alias]`` is per request task, so each
+    request that touches the cache makes one (and never closes it)."""
+
+    def prepare(cache: Any, n: int) -> Prepared:
+        from django.core.cache import CacheHandler
+
+        entry = getattr(cache, "bench_caches_entry", None)
+        if entry is None:
+            raise NotApplicable
+        alias, settings_entry = entry
+        make = CacheHandler({alias: dict(settings_entry)}).create_connection
+        names = keys(prefix)
+        fill(cache, names, value)
+
+        def get(key: str) -> Any:
+            return make(alias).get(key)
+
+        got = get(names[1])
+        assert got == value, f"get through a new instance returned {got!r}"
+        items = cycle(names, n)
         return Prepared(lambda: loop_call1(get, items), items)
 
     return prepare

@@ -37,6 +37,7 @@ OPERATIONS = [
     Operation("set, short str", ops.set_short),
     Operation("get_many, 100 keys", ops.get_many(100), per=100),
     Operation("incr", ops.incr),
+    Operation(ops.FRESH_GET, ops.fresh_instance_get("key", SHORT)),
 ]
 
 
@@ -103,7 +104,10 @@ def _latency(ctx: Context, subjects: list[Subject]) -> list[str]:
         "",
         f"ns per call, {stat} of {ctx.rounds} interleaved rounds of {ctx.n:,} calls "
         f"(get_many: {ctx.n // 100:,} calls of 100 keys); ± is the interquartile range of the "
-        "rounds. a/b columns are time ratios: below 1.00, a is faster than b.",
+        "rounds. a/b columns are time ratios: below 1.00, a is faster than b. "
+        f"`{ops.FRESH_GET}`: each call makes an instance from the subject's CACHES entry "
+        "with Django's CacheHandler and gets a key, as each request task does under ASGI, "
+        "where `caches[alias]` is per task (the dict floor has no settings: n/a).",
         "",
         harness.latency_table(result, subjects, OPERATIONS, stat=ctx.stat),
     ]
