@@ -240,6 +240,20 @@ def test_an_integer_with_a_nul_byte_is_corrupt_not_cut_short(cache, server):
         cache.get("damaged")
 
 
+@pytest.mark.parametrize("flags, data, message", [
+    (4, b"12ab", "not a decimal number"),
+    (2, b"9" * 30 + b"x", "not a decimal number"),  # past 64 bits: parsed by Python
+    (16, b"caf\xe9", "not UTF-8"),  # Latin-1, as another client may have written it
+])
+def test_a_value_its_flags_cannot_read_is_corrupt(cache, server, flags, data, message):
+    with server.connect() as s:
+        s.sendall(b"set :1:damaged %d 0 %d\r\n%s\r\n" % (flags, len(data), data))
+        assert s.recv(64) == b"STORED\r\n"
+    with pytest.raises(CorruptData, match=message):
+        cache.get("damaged")
+    assert cache.get("other", "fine") == "fine"  # the connection still answers
+
+
 def test_key_errors_on_reads_name_the_key(cache):
     key = "é" * 150  # 150 characters, 300 bytes: over memcached's 250
     for call in (lambda: cache.get(key), lambda: cache.has_key(key), lambda: cache.delete(key),

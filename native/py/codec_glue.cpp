@@ -149,8 +149,13 @@ PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, st
   switch (flags & codec::kTypeMask) {
     case codec::kBytes:
       return PyBytes_FromStringAndSize(p, len);
-    case codec::kText:
-      return PyUnicode_DecodeUTF8(p, len, nullptr);
+    case codec::kText: {
+      PyObject* text = PyUnicode_DecodeUTF8(p, len, nullptr);
+      if (text == nullptr && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_SetString(st->corrupt_data, "stored text is not UTF-8");
+      }
+      return text;
+    }
     case codec::kInt:
     case codec::kLong: {
       if (auto v = codec::parse_int({p, n})) return PyLong_FromLongLong(*v);
@@ -159,7 +164,11 @@ PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, st
         return nullptr;
       }
       std::string text(p, n);  // big integers: NUL-terminated for PyLong_FromString
-      return PyLong_FromString(text.c_str(), nullptr, 10);
+      PyObject* number = PyLong_FromString(text.c_str(), nullptr, 10);
+      if (number == nullptr && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_SetString(st->corrupt_data, "stored integer is not a decimal number");
+      }
+      return number;
     }
     case codec::kPickle: {
       // A private copy: unpickling may run code that reenters the cache.
