@@ -45,6 +45,12 @@ def parse_int(value: Any) -> int:
     raise ValueError(f"expected an integer, got {value!r}")
 
 
+def parse_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"expected a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
 def in_range(lo: int, hi: int, parse: Callable[[Any], int] = parse_int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         number = parse(value)

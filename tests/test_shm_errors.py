@@ -72,6 +72,9 @@ def test_value_over_the_limit_raises_and_changes_nothing(cache):
         ({"ON_MISMATCH": "ignore"}, "ON_MISMATCH"),
         ({"COMPRESS_LEVEL": 12}, "COMPRESS_LEVEL"),
         ({"SIZE": "1MB", "MAX_ITEM_SIZE": "900KB"}, "MAX_ITEM_SIZE"),
+        ({"LOCK_TIMEOUT": 0}, "LOCK_TIMEOUT"),
+        ({"LOCK_TIMEOUT": "10s"}, "LOCK_TIMEOUT"),
+        ({"LOCK_TIMEOUT": True}, "LOCK_TIMEOUT"),
     ],
 )
 def test_bad_options_name_the_option(options, named):

@@ -19,7 +19,7 @@ import pytest
 
 from django_nativecache import _native
 from django_nativecache.backends import shm
-from django_nativecache.exceptions import CorruptData
+from django_nativecache.exceptions import CacheUnavailable, CorruptData
 from tests import shmutil
 
 SHARD_HEADER_BYTES = 256
@@ -506,6 +506,51 @@ def test_reattaching_waits_for_the_lock_file_without_the_gil():
         assert got == ["miss"]  # the new segment, empty
         assert ticks >= 20, ticks  # about 160 at 5 ms a tick; none while the GIL was held
     finally:
+        cache.delete_segment()
+
+
+@pytest.mark.parametrize("lock_timeout", [0.3, None])
+def test_a_lock_word_overwritten_with_garbage_ends_the_wait_at_lock_timeout(lock_timeout):
+    """A stray write leaves a shard's lock naming a thread that never existed: no death
+    frees it. The call waits LOCK_TIMEOUT, raises, and every process moves to a new
+    segment; with no limit (None) it would wait for ever, so a child shows that."""
+    location = shmutil.unique_location("garbage")
+    cache = shmutil.build(location, SHARDS=1, LOCK_TIMEOUT=0.3)
+    cache.set("k", "old")
+    other = mp.get_context("fork").Process(
+        target=lambda: shmutil.build(location, SHARDS=1).get("k"))
+    try:
+        with open(_segment_path(cache), "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            struct.pack_into("<i", m, cache._store._layout()["shards_offset"], 0x3FFF_FFF0)
+        if lock_timeout is None:
+            # Attached afresh in the child, with no limit: it waits until it is killed.
+            shm.detach(cache.segment)
+            code = (
+                "from django.conf import settings; settings.configure()\n"
+                "from tests import shmutil\n"
+                f"shmutil.build({location!r}, SHARDS=1, LOCK_TIMEOUT=None).get('k')\n"
+            )
+            import subprocess
+            import sys
+
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            with pytest.raises(subprocess.TimeoutExpired):
+                subprocess.run([sys.executable, "-c", code], cwd=root, timeout=3)
+            return
+        started = time.monotonic()
+        with pytest.raises(CacheUnavailable, match="segment retired"):
+            cache.get("k")
+        assert 0.25 <= time.monotonic() - started < 5
+        # The next call, here or in another process, works on a new, empty segment.
+        assert cache.get("k") is None
+        other.start()
+        other.join(10)
+        assert other.exitcode == 0
+        cache.set("k", "new")
+        assert shmutil.build(location, SHARDS=1).get("k") == "new"
+    finally:
+        if other.is_alive():
+            other.kill()
         cache.delete_segment()
 
 

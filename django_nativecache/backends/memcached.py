@@ -37,7 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_nativecache import _native
 from django_nativecache.backends.base import NativeCache, ThreadAsyncMixin
-from django_nativecache.options import in_range, parse_size, validate_options
+from django_nativecache.options import in_range, parse_seconds, parse_size, validate_options
 
 logger = logging.getLogger("django_nativecache")
 
@@ -55,12 +55,6 @@ def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected True or False, got {value!r}")
     return value
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"expected a number of seconds above 0, got {value!r}")
-    return float(value)
 
 
 def _only(*accepted: Any, why: str) -> Any:
@@ -111,12 +105,12 @@ _SCHEMA = {
     "username": (_unsupported("SASL authentication is not built in"), None),
     "password": (_unsupported("SASL authentication is not built in"), None),
     # What PyMemcacheCache users write (times in seconds).
-    "connect_timeout": (_seconds, DEFAULT_CONNECT_TIMEOUT),
-    "timeout": (_seconds, DEFAULT_IO_TIMEOUT),
+    "connect_timeout": (parse_seconds, DEFAULT_CONNECT_TIMEOUT),
+    "timeout": (parse_seconds, DEFAULT_IO_TIMEOUT),
     "no_delay": (_bool, True),
     "ignore_exc": (_bool, False),
-    "retry_timeout": (_seconds, DEFAULT_RETRY_TIMEOUT),
-    "dead_timeout": (_seconds, None),
+    "retry_timeout": (parse_seconds, DEFAULT_RETRY_TIMEOUT),
+    "dead_timeout": (parse_seconds, None),
     "retry_attempts": (in_range(1, 1000), None),
     "socket_keepalive": (_bool, False),
     # Connections are always pooled: these bound the connection sets kept between calls.

@@ -8,6 +8,7 @@ to each process. The segment's size is fixed when it is created.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from typing import Any
@@ -21,6 +22,7 @@ from django_nativecache.options import (
     count_option,
     in_range,
     one_of,
+    parse_seconds,
     parse_size,
     validate_options,
 )
@@ -37,6 +39,9 @@ _SCHEMA = {
     "COMPRESS_MIN_LENGTH": (in_range(0, 1 << 40, parse_size), 0),
     "COMPRESS_LEVEL": (in_range(1, 9), 6),
     "NAMESPACE": (lambda value: None if value is None else str(value), None),  # None: see below
+    # A shard lock not taken within this is broken (its holder stopped, or its lock word
+    # damaged): the segment is replaced. None waits for ever.
+    "LOCK_TIMEOUT": (lambda value: None if value is None else parse_seconds(value), 10.0),
 }
 
 # One attachment per segment per process: Django builds a cache instance per thread and
@@ -76,6 +81,13 @@ def segment_name(location: str, namespace: str | None = None) -> str:
     return f"dnc-{digest}-{_native.SEGMENT_TAG}"
 
 
+def _milliseconds(seconds: float | None) -> int:
+    """LOCK_TIMEOUT for the native store, where 0 is no limit."""
+    if seconds is None or math.isinf(seconds):
+        return 0
+    return max(1, min(round(seconds * 1000), 1 << 62))
+
+
 def attach(name: str, options: dict[str, Any]) -> _native.Store:
     with _segments_lock:
         store = _segments.get(name)
@@ -88,6 +100,7 @@ def attach(name: str, options: dict[str, Any]) -> _native.Store:
                 options["ON_MISMATCH"] == "recreate",
                 options["COMPRESS_MIN_LENGTH"],
                 options["COMPRESS_LEVEL"],
+                _milliseconds(options["LOCK_TIMEOUT"]),
             )
             _segments[name] = store
         return store

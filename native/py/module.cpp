@@ -67,7 +67,8 @@ PyObject* import_attr(const char* module, const char* name) {
   return m ? PyObject_GetAttrString(m.get(), name) : nullptr;
 }
 
-// open_shm(name, size, shards, max_item_size, recreate, compress_min, compress_level)
+// open_shm(name, size, shards, max_item_size, recreate, compress_min, compress_level,
+//          lock_timeout_ms)
 PyObject* open_shm(PyObject* module, PyObject* args) {
   return guard([&]() -> PyObject* {
     const char* name = nullptr;
@@ -75,8 +76,9 @@ PyObject* open_shm(PyObject* module, PyObject* args) {
     unsigned int shards = 0, max_item = 0;
     int recreate = 1, level = 6;
     Py_ssize_t compress_min = 0;
-    if (!PyArg_ParseTuple(args, "sKIIpni:open_shm", &name, &size, &shards, &max_item, &recreate,
-                          &compress_min, &level)) {
+    long long lock_timeout_ms = 0;
+    if (!PyArg_ParseTuple(args, "sKIIpniL:open_shm", &name, &size, &shards, &max_item,
+                          &recreate, &compress_min, &level, &lock_timeout_ms)) {
       return nullptr;
     }
     shm::SegmentOptions opts;
@@ -85,6 +87,7 @@ PyObject* open_shm(PyObject* module, PyObject* args) {
     opts.shards = shards;
     opts.max_item_size = max_item;
     opts.recreate_on_mismatch = recreate != 0;
+    opts.lock_timeout_ms = lock_timeout_ms;
     std::unique_ptr<shm::ShmStore> store;
     std::string detail;
     Status s;
@@ -236,7 +239,8 @@ PyObject* unlink_shm(PyObject* module, PyObject* arg) {
 
 PyMethodDef module_methods[] = {
     {"open_shm", open_shm, METH_VARARGS,
-     "open_shm(name, size, shards, max_item_size, recreate, compress_min, compress_level)"},
+     "open_shm(name, size, shards, max_item_size, recreate, compress_min, compress_level, "
+     "lock_timeout_ms)"},
     {"unlink_shm", unlink_shm, METH_O, "unlink_shm(name): remove a segment by name"},
     {"open_file", open_file, METH_VARARGS,
      "open_file(dir, max_value_size, compress_min, compress_level)"},

@@ -218,4 +218,38 @@ TEST_F(RobustMutex, UnrecoverableIsReportedAndNeverHangs) {
   }
 }
 
+// A lock word naming a thread that never existed (above any pid_max): no death will free
+// it, as after a stray write into the segment. A wait with a limit ends at it.
+TEST_F(RobustMutex, AWaitForAGarbageLockWordEndsAtItsTimeout) {
+  int rc = run_in_child(
+      [&] {
+        reinterpret_cast<volatile int*>(m_)[0] = 0x3ffffff0;
+        Waited wait;
+        auto started = Clock::now();
+        if (nativecache::shm::lock(m_, wait, {}, 200) != LockResult::kTimedOut) return 1;
+        auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          Clock::now() - started).count();
+        return waited >= 190 && waited < 3000 ? 0 : 2;
+      },
+      10000);
+  EXPECT_EQ(rc, 0) << (rc == -1 ? "lock() with a timeout hangs on a garbage lock word" : "");
+}
+
+TEST_F(RobustMutex, ALockLetGoBeforeTheTimeoutIsTaken) {
+  std::atomic<bool> held{false};
+  std::thread holder([&] {
+    if (take(m_) != LockResult::kAcquired) return;
+    held = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    unlock(m_);
+  });
+  while (!held) std::this_thread::yield();
+  Waited wait;
+  auto started = Clock::now();
+  EXPECT_EQ(nativecache::shm::lock(m_, wait, {}, 5000), LockResult::kAcquired);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(4));
+  unlock(m_);
+  holder.join();
+}
+
 }  // namespace

@@ -66,7 +66,8 @@ InterpreterReleased::~InterpreterReleased() {
   if (released_ && g_hooks.end) g_hooks.end(token_);
 }
 
-LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair) noexcept {
+LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair,
+                std::int64_t timeout_ms) noexcept {
   for (int spin = 0; spin < 128; ++spin) {
     int rc = lock_now(m);
     if (rc != ETIMEDOUT) return settle(m, rc, repair);
@@ -78,7 +79,18 @@ LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair) noexcept {
     waited.token_ = g_hooks.begin();
     waited.pending_ = true;
   }
-  return settle(m, pthread_mutex_lock(m), repair);
+  if (timeout_ms <= 0) return settle(m, pthread_mutex_lock(m), repair);
+  timespec deadline{};
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += static_cast<time_t>(timeout_ms / 1000);
+  deadline.tv_nsec += static_cast<long>(timeout_ms % 1000) * 1'000'000L;
+  if (deadline.tv_nsec >= 1'000'000'000L) {
+    deadline.tv_sec += 1;
+    deadline.tv_nsec -= 1'000'000'000L;
+  }
+  int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
+  if (rc == ETIMEDOUT) return LockResult::kTimedOut;
+  return settle(m, rc, repair);
 }
 
 void unlock(pthread_mutex_t* m) noexcept { pthread_mutex_unlock(m); }

@@ -4,9 +4,11 @@
 
 #include <pthread.h>
 
+#include <cstdint>
+
 namespace nativecache::shm {
 
-enum class LockResult { kAcquired, kOwnerDied, kUnrecoverable };
+enum class LockResult { kAcquired, kOwnerDied, kUnrecoverable, kTimedOut };
 
 // Hooks run around a blocking wait, so the binding can release the GIL while another
 // process holds the lock. Set once by the binding; core code never names Python.
@@ -41,7 +43,8 @@ class Waited {
   void resume() noexcept;  // the hooks' end, once, if a wait began
 
  private:
-  friend LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair) noexcept;
+  friend LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair,
+                         std::int64_t timeout_ms) noexcept;
   void* token_ = nullptr;
   bool pending_ = false;
 };
@@ -63,8 +66,12 @@ class InterpreterReleased {
 
 // Spins briefly, then waits, with the hooks' begin before the wait. Returns holding the
 // lock: kAcquired, or kOwnerDied when its last owner had died (repair ran, the lock is
-// consistent again); kUnrecoverable holding nothing.
-LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair = {}) noexcept;
+// consistent again); kUnrecoverable holding nothing; kTimedOut, holding nothing, once
+// timeout_ms passed in the wait (0: no limit). A critical section lasts microseconds, so
+// a lock held for seconds has a holder that is stopped, or a lock word that is garbage
+// (the owner it names never existed, so no death ever frees it).
+LockResult lock(pthread_mutex_t* m, Waited& waited, Repair repair = {},
+                std::int64_t timeout_ms = 0) noexcept;
 void unlock(pthread_mutex_t* m) noexcept;
 
 }  // namespace nativecache::shm

@@ -20,6 +20,8 @@ struct SegmentOptions {
   std::uint32_t shards = 0;
   std::uint32_t max_item_size = 0;
   bool recreate_on_mismatch = true;
+  // A shard lock not taken within this is broken: the segment is retired (0: no limit).
+  std::int64_t lock_timeout_ms = 10'000;
 };
 
 class Segment {

@@ -38,9 +38,10 @@ class ShmStore::ShardLock {
   ShardLock(Mapping& m, ShardView& v, Waited* shared = nullptr) noexcept
       : v_(v), waited_(shared != nullptr ? *shared : own_) {
     Torn torn{&m, &v};
-    if (lock(&v.header().mutex, waited_, {&ShardLock::repair, &torn}) ==
-        LockResult::kUnrecoverable) {
-      m.seg->retire();
+    LockResult r = lock(&v.header().mutex, waited_, {&ShardLock::repair, &torn},
+                        m.lock_timeout_ms);
+    if (r == LockResult::kUnrecoverable || r == LockResult::kTimedOut) {
+      m.seg->retire();  // every process moves to a new segment
       return;
     }
     held_ = true;
@@ -113,6 +114,7 @@ void ShmStore::install(std::unique_ptr<Segment> seg) {
     m->shards.emplace_back(seg->header(), seg->shard_base(i), i);
   }
   m->seg = std::move(seg);
+  m->lock_timeout_ms = opts_.lock_timeout_ms;
   if (current_) retired_.push_back(std::move(current_));
   current_ = std::move(m);
 }

@@ -60,6 +60,7 @@ class ShmStore final : public Store {
     std::vector<ShardView> shards;
     // Operations working on it now (InUse); a retired mapping is unmapped at 0.
     std::atomic<std::int64_t> users{0};
+    std::int64_t lock_timeout_ms = 0;  // SegmentOptions::lock_timeout_ms
     SegmentHeader& header() const noexcept { return *seg->header(); }
     ShardView& shard_for(std::string_view key, std::uint32_t& hash) noexcept;
   };
