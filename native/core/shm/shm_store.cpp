@@ -28,15 +28,16 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 }  // namespace
 
 // Holds one shard's lock for a scope; repairs the shard if its last owner died in a
-// critical section, and marks the shard dirty while held.
+// critical section, and marks the shard dirty while held, unless told it only reads
+// (a reader killed holding it then leaves nothing to reset).
 class ShmStore::ShardLock {
  public:
   // After a wait, everything up to the end of the scope runs without the GIL: critical
   // sections touch only shared memory, their mapping and the caller's buffers.
   // With `shared`, a wait gives up the GIL into it and the owner of `shared` takes it back,
   // after every lock taken with it is let go (several shards held at once).
-  ShardLock(Mapping& m, ShardView& v, Waited* shared = nullptr) noexcept
-      : v_(v), waited_(shared != nullptr ? *shared : own_) {
+  ShardLock(Mapping& m, ShardView& v, Waited* shared = nullptr, bool writes = true) noexcept
+      : v_(v), waited_(shared != nullptr ? *shared : own_), writes_(writes) {
     Torn torn{&m, &v};
     LockResult r = lock(&v.header().mutex, waited_, {&ShardLock::repair, &torn},
                         m.lock_timeout_ms);
@@ -45,11 +46,11 @@ class ShmStore::ShardLock {
       return;
     }
     held_ = true;
-    set_dirty(v.header(), 1);
+    if (writes_) set_dirty(v.header(), 1);
   }
   ~ShardLock() {
     if (held_) {
-      set_dirty(v_.header(), 0);
+      if (writes_) set_dirty(v_.header(), 0);
       unlock(&v_.header().mutex);
     }
     own_.resume();  // the GIL is taken back only with the lock let go
@@ -72,6 +73,7 @@ class ShmStore::ShardLock {
   ShardView& v_;
   Waited own_;
   Waited& waited_;
+  bool writes_;
   bool held_ = false;
 };
 
@@ -159,18 +161,24 @@ void ShmStore::recover(Mapping& m, ShardView& v) noexcept {
 }
 
 // The exact count: every shard's lock, taken in index order (no other path holds two),
-// then the sum of their counts. A lock found unrecoverable retires the segment; its
-// shard counts nothing.
+// then the sum of their counts. A lock found unrecoverable or timed out retires the
+// segment and ends the recount.
 std::int64_t ShmStore::recount(Mapping& m) {
   const std::size_t n = m.shards.size();
   Waited waited;  // outlives `held`: the GIL comes back once every lock is let go
   // Made before the first lock: nothing is allocated while one is held.
   auto held = std::make_unique<std::optional<ShardLock>[]>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    held[i].emplace(m, m.shards[i], &waited, /*writes=*/false);
+    // Retired: the count stays as it is, stale or not, and no more locks are waited for.
+    if (!held[i]->held()) return m.header().item_count.load(std::memory_order_relaxed);
+  }
+  // Cleared only now: a recount that ends before this (killed, retired) leaves it set,
+  // and no reset can run while every lock is held.
   m.header().count_stale.store(0, std::memory_order_relaxed);
   std::int64_t total = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    held[i].emplace(m, m.shards[i], &waited);
-    if (held[i]->held()) total += m.shards[i].header().items.load(std::memory_order_relaxed);
+    total += m.shards[i].header().items.load(std::memory_order_relaxed);
   }
   m.header().item_count.store(total, std::memory_order_relaxed);
   return total;
