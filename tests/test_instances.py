@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from unittest import mock
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -186,3 +187,30 @@ def test_a_key_hook_set_before_init_is_used_by_an_instance_of_known_settings():
         assert hooked.get("k") == "v"
     finally:
         plain.delete_segment()
+
+
+def test_a_key_hook_patched_on_the_class_is_used_by_an_instance_of_known_settings(make):
+    make({})  # these settings are known from now on
+    seen = []
+
+    def validate_key(self, key):
+        seen.append(key)
+
+    cls = type(make({}))
+    with mock.patch.object(cls, "validate_key", validate_key):
+        cache = make({})
+        cache.set("k", 1)
+        cache.get("k")
+    assert seen and all(key.endswith(":k") for key in seen)
+
+
+def test_an_absolute_file_cache_directory_needs_no_working_directory(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # as a deploy removes the release directory a worker started in
+    location = str(tmp_path / "cache")
+    for _ in range(2):
+        cache = FileBasedCache(location, {})
+        cache.set("k", "v")
+        assert cache.get("k") == "v"

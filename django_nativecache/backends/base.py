@@ -111,21 +111,27 @@ class NativeCache(NativeKeys, BaseCache):
         NativeCache.__init__(self, params)
 
     @classmethod
-    def _settings_context(cls) -> tuple[Any, ...]:
-        """What else than LOCATION and params the state from _configure depends on."""
+    def _settings_context(cls, location: Any) -> tuple[Any, ...]:
+        """What else than LOCATION and params the state from _configure depends on
+        (OSError: nothing to reuse)."""
         return ()
 
     def _settle(self, location: Any, params: dict[str, Any]) -> None:
         """Runs _configure, or sets what it set for the same class and settings before."""
         cls = type(self)
         snapshot = _snapshot(location, params)
-        key = None if snapshot is None else (cls, snapshot, cls._settings_context())
+        key = None
+        if snapshot is not None:
+            try:
+                key = (cls, snapshot, cls._settings_context(location))
+            except OSError:
+                pass
         state = _settled.get(key) if key is not None else None
         if state is not None:
-            fresh = not self.__dict__
             self.__dict__.update(state)
-            if not fresh:  # a subclass set attributes first: perhaps a key hook
-                self._refresh_key_path()
+            # Checked again: a key hook may have been set on the class, or by a subclass
+            # on this instance, since the state was kept.
+            self._refresh_key_path()
             return
         before = dict(self.__dict__)
         self._configure(location, params)

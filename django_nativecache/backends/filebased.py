@@ -44,7 +44,9 @@ class FileBasedCache(ThreadAsyncMixin, NativeCache):
         self._store = _native.open_file(*self._open_args)
 
     @classmethod
-    def _settings_context(cls) -> tuple[Any, ...]:
+    def _settings_context(cls, location: Any) -> tuple[Any, ...]:
+        if isinstance(location, str) and os.path.isabs(location):
+            return ()
         return (os.getcwd(),)  # a relative LOCATION is made absolute
 
     def _configure(self, dir: Any, params: dict[str, Any]) -> None:

@@ -146,7 +146,7 @@ class SharedMemoryCache(InlineAsyncMixin, NativeCache):
         self._segment_options = options
 
     @classmethod
-    def _settings_context(cls) -> tuple[Any, ...]:
+    def _settings_context(cls, location: Any) -> tuple[Any, ...]:
         return (os.geteuid(), _secret_key())
 
     @classmethod
