@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from unittest import mock
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured

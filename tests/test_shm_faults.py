@@ -462,6 +462,56 @@ def test_a_reset_of_a_shard_whose_count_was_damaged_leaves_max_entries_exact(dam
         cache.delete_segment()
 
 
+SEGMENT_COUNT_STALE = 208
+
+
+def _write_one(location: str) -> None:
+    shmutil.build(location, SHARDS=2, MAX_ENTRIES=1000).set("trigger", b"v")
+
+
+def test_a_writer_killed_while_it_recounts_leaves_no_shard_to_reset():
+    """A recount holds shard 0 while it waits for shard 1. Killed there, it must leave
+    shard 0 as it was (it only read it) and the count still marked stale."""
+    location = shmutil.unique_location("recount")
+    cache = shmutil.build(location, SHARDS=2, MAX_ENTRIES=1000)
+    try:
+        values = {f"k{i}": b"v" for i in range(100)}
+        cache.set_many(values)
+        in_first = [k for k in values
+                    if cache._store._layout(cache._store.make_key(k, "", 1))["shard"] == 0]
+        assert in_first
+        layout = cache._store._layout()
+        path = _segment_path(cache)
+        with open(path, "r+b") as f, mmap.mmap(f.fileno(), 4096) as header:
+            struct.pack_into("<I", header, SEGMENT_COUNT_STALE, 1)  # the next write recounts
+        ctx = mp.get_context("fork")
+        locked_r, locked_w = os.pipe()
+        release_r, release_w = os.pipe()
+        second = layout["shards_offset"] + layout["shard_stride"]
+        holder = ctx.Process(target=_lock_then_release, args=(path, second, locked_w, release_r))
+        holder.start()
+        ready, _, _ = select.select([locked_r], [], [], 30)
+        assert ready and os.read(locked_r, 1) == b"L", "the holder never took the lock"
+        writer = ctx.Process(target=_write_one, args=(location,))
+        writer.start()
+        time.sleep(0.5)  # holding shard 0, waiting for shard 1
+        assert writer.is_alive()
+        writer.kill()
+        writer.join(30)
+        os.write(release_w, b"U")
+        holder.join(30)
+        assert holder.exitcode == 0
+        before = cache.stats()["recoveries"]
+        assert cache.get_many(in_first) == dict.fromkeys(in_first, b"v")
+        assert cache.stats()["recoveries"] == before
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ) as header:
+            assert struct.unpack_from("<I", header, SEGMENT_COUNT_STALE)[0] == 1
+        for fd in (locked_r, locked_w, release_r, release_w):
+            os.close(fd)
+    finally:
+        cache.delete_segment()
+
+
 def _tick_while_reattaching(location: str, locked, out) -> None:
     cache = shmutil.build(location, SHARDS=2)
     locked.wait(30)
