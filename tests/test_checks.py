@@ -395,9 +395,11 @@ def file_warnings(messages: list[Any]) -> list[tuple[str, str]]:
     return sorted((m.id, m.msg) for m in messages if m.id in ("caches.W002", "caches.W003"))
 
 
-def test_django_file_cache_warnings_are_djangos_own(settings, tmp_path):
+def test_django_file_cache_warnings_are_djangos_own(settings, tmp_path, monkeypatch,
+                                                   tmp_path_factory):
     """On Django's FileBasedCache, the checks in place of Django's warn word for word as
     Django's do."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # Django's makes its relative directory
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.STATICFILES_DIRS = [("static", str(tmp_path / "media" / "static"))]
     settings.CACHES = {
@@ -414,7 +416,11 @@ def test_django_file_cache_warnings_are_djangos_own(settings, tmp_path):
     assert file_warnings(run_checks(include_deployment_checks=True)) == file_warnings(theirs)
 
 
-def test_our_file_cache_gets_djangos_warnings_whatever_else_is_broken(settings, tmp_path):
+def test_our_file_cache_gets_djangos_warnings_whatever_else_is_broken(
+    settings, tmp_path, monkeypatch, tmp_path_factory
+):
+    cwd = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(cwd)
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.CACHES = {
         "default": {"BACKEND": FILE, "LOCATION": "relative/cache"},
@@ -435,6 +441,7 @@ def test_our_file_cache_gets_djangos_warnings_whatever_else_is_broken(settings, 
     broken = sorted(m.id for m in messages if m.id.startswith("django_nativecache."))
     assert broken == ["django_nativecache.E001", "django_nativecache.E004"]
     assert list(tmp_path.iterdir()) == []  # no directory made
+    assert [p.name for p in cwd.iterdir()] == ["also"]  # Django's makes its own, as it does
 
 
 def test_settings_django_would_trip_over_never_crash_the_checks(settings):
