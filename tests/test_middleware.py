@@ -10,20 +10,26 @@ own functions; and that the header memo stays bounded.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+import types
 from collections.abc import Iterator
 from typing import Any
 
+import asgiref
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.middleware import cache as django_middleware
 from django.test import RequestFactory, override_settings
 from django.utils import cache as django_cache
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_http_date_safe
+from django.utils.translation import trans_real
 
 from django_nativecache import middleware as native_middleware
 from django_nativecache import pagekeys
@@ -467,3 +473,131 @@ def test_a_get_wrapped_on_the_instance_or_patched_on_the_class_sees_every_lookup
     monkeypatch.setattr(cls, "get", lambda self, key, *a, **kw: traced(key, *a, **kw))
     assert _hit("/wrapped/") is not None
     assert [k.split(".")[3] for k in seen] == ["cache_header", "cache_page"]
+
+
+# -- the active language and time zone, read from asgiref's storage -----------------------
+
+def _django_suffix(request: HttpRequest) -> str:
+    return django_cache._i18n_cache_key_suffix(request, "")  # type: ignore[attr-defined]
+
+
+def _suffixes(request: HttpRequest) -> tuple[str, str]:
+    return pagekeys.i18n_suffix(request), _django_suffix(request)
+
+
+@pytest.fixture
+def zones() -> Iterator[None]:
+    with override_settings(USE_I18N=True, USE_TZ=True, TIME_ZONE="UTC", LANGUAGE_CODE="en-us"):
+        yield
+    translation.deactivate()
+    timezone.deactivate()
+
+
+@pytest.mark.usefixtures("zones")
+def test_language_and_time_zone_are_read_without_the_local_yet_as_django_reads_them() -> None:
+    assert pagekeys._locals() is not None  # this asgiref's layout is known: read directly
+    request = RequestFactory().get("/lang/")
+    seen = set()
+    with override_settings(USE_TZ=True, TIME_ZONE="Europe/Berlin", LANGUAGE_CODE="en-us"):
+        for language in (None, "de", "es", "all off"):
+            if language is None:
+                translation.deactivate()
+            elif language == "all off":
+                translation.deactivate_all()  # Django's key then says ".None"
+            else:
+                translation.activate(language)
+            for zone in (None, "Asia/Tokyo", timezone.get_fixed_timezone(90)):
+                if zone is None:
+                    timezone.deactivate()
+                else:
+                    timezone.activate(zone)
+                ours, django = _suffixes(request)
+                assert ours == django, (language, zone)
+                seen.add(ours)
+        timezone.deactivate()
+    assert {".en-us.Europe/Berlin", ".de.Asia/Tokyo", ".None.+0130"} <= seen
+    assert len(seen) == 12
+
+
+@pytest.mark.usefixtures("zones")
+def test_each_thread_and_each_task_reads_its_own_language() -> None:
+    request = RequestFactory().get("/lang/")
+    translation.activate("de")
+    found: dict[str, tuple[str, str]] = {}
+
+    def in_thread() -> None:  # a new thread starts with nothing active
+        found["fresh"] = _suffixes(request)
+        translation.activate("es")
+        found["own"] = _suffixes(request)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert found["fresh"] == (".en-us.UTC",) * 2
+    assert found["own"] == (".es.UTC",) * 2
+    assert _suffixes(request) == (".de.UTC",) * 2
+
+    async def task(language: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        with translation.override(language), timezone.override("Asia/Tokyo"):
+            await asyncio.sleep(0)  # the other task runs in between
+            inline = _suffixes(request)
+            # sync_to_async runs it in a thread with this task's context, as Django does
+            hopped = await sync_to_async(_suffixes)(request)
+            return inline, hopped
+
+    async def both() -> list[Any]:
+        return list(await asyncio.gather(task("fr"), task("nl")))
+
+    (fr, fr_hop), (nl, nl_hop) = asyncio.run(both())
+    for ours, django in (fr, fr_hop, nl, nl_hop):
+        assert ours == django
+    if tuple(int(part) for part in asgiref.__version__.split(".")[:2]) >= (3, 9):
+        # asgiref 3.8 let one task's activation reach the other's, for Django too
+        assert fr == fr_hop == (".fr.Asia/Tokyo",) * 2
+        assert nl == nl_hop == (".nl.Asia/Tokyo",) * 2
+        assert _suffixes(request) == (".de.UTC",) * 2
+
+
+@pytest.mark.usefixtures("zones")
+def test_a_translation_local_replaced_by_django_is_followed() -> None:
+    """Django's test signals (LANGUAGE_CODE changed) and its autoreloader put a new Local in
+    place of the translation's; what it holds from then on is what counts."""
+    request = RequestFactory().get("/lang/")
+    assert pagekeys._locals() is not None
+    before = trans_real._active
+    with override_settings(LANGUAGE_CODE="pt-br"):
+        assert trans_real._active is not before
+        assert _suffixes(request)[0] == _suffixes(request)[1] == ".pt-br.UTC"
+        translation.activate("it")
+        assert _suffixes(request) == (".it.UTC",) * 2
+
+
+@pytest.mark.usefixtures("zones", "fresh_verdict")
+def test_a_local_of_another_shape_gets_djangos_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = RequestFactory().get("/lang/")
+    other = types.SimpleNamespace(value=trans_real.translation("de"))
+    monkeypatch.setattr(trans_real, "_active", other)
+    assert pagekeys._locals() is None
+    assert _suffixes(request) == (".de.UTC",) * 2
+    other.value = trans_real.translation("es")
+    assert _suffixes(request) == (".es.UTC",) * 2
+
+
+@pytest.mark.usefixtures("zones", "fresh_verdict")
+def test_the_probe_leaves_the_callers_language_and_time_zone_alone() -> None:
+    request = RequestFactory().get("/lang/")
+    translation.activate("de")
+    timezone.activate("Asia/Tokyo")
+    try:
+        assert pagekeys._locals() is not None  # probed now, in this context
+        assert translation.get_language() == "de"
+        assert timezone.get_current_timezone_name() == "Asia/Tokyo"
+        assert _suffixes(request) == (".de.Asia/Tokyo",) * 2
+    finally:
+        timezone.deactivate()
+    found: list[Any] = []
+    thread = threading.Thread(target=lambda: found.append(
+        (getattr(trans_real._active, "value", None), getattr(timezone._active, "value", None))))
+    thread.start()
+    thread.join()
+    assert found == [(None, None)]
