@@ -271,6 +271,59 @@ TEST_F(Faults, GarbageRingPointers) {
   EXPECT_EQ(raw.header().magic, nativecache::shm::kMagic);
 }
 
+// Counts no ring can hold, the ring itself intact: the next write into that shard resets
+// it, and a recount resets it first rather than summing a count near 2^31.
+TEST_F(Faults, CountsTheRingCannotHoldAreDamage) {
+  SegmentOptions o = options(512 * kKiB, 2);
+  ShmStore& s = open(o);
+  RawMap raw(o.name);
+  ASSERT_TRUE(raw.ok());
+  std::vector<std::string> in[2];
+  for (int i = 0; in[0].size() < 10 || in[1].size() < 10; ++i) {
+    std::string key = kname("k", i);
+    auto& mine = in[s.shard_of(key)];
+    if (mine.size() >= 10) continue;
+    ASSERT_TRUE(put(s, key, "v").ok());
+    mine.push_back(key);
+  }
+  auto& h = raw.shard_header(0);
+  const std::uint64_t live_bytes = h.live_bytes;
+  struct Bad {
+    std::uint32_t items;
+    std::uint64_t live_bytes;
+  } cases[] = {{0x7FFFFFFFu, live_bytes}, {10, 0}, {10, std::uint64_t{h.used} + 8}};
+  for (const Bad& b : cases) {
+    h.items.store(b.items);
+    h.live_bytes = b.live_bytes;
+    raw.header().count_stale.store(1);
+    // A write into the other shard, MAX_ENTRIES far away: the recount it runs first
+    // resets shard 0 and counts what is left.
+    const std::uint64_t before = s.stats().recoveries;
+    Limits limits{1000, 3, true};
+    ASSERT_TRUE(put(s, in[1][0], "w", Ttl::Forever(), 0, Mode::kSet, 0, limits).ok());
+    EXPECT_EQ(s.stats().recoveries, before + 1) << b.items;
+    EXPECT_EQ(raw.header().item_count.load(), 10) << b.items;
+    EXPECT_EQ(raw.header().count_stale.load(), 0u);
+    EXPECT_EQ(h.items.load(), 0u);
+    for (const std::string& key : in[1]) EXPECT_TRUE(get(s, key).hit()) << key;
+    for (const std::string& key : in[0]) {
+      EXPECT_FALSE(get(s, key).hit()) << key;
+      ASSERT_TRUE(put(s, key, "v").ok());  // as before, for the next case
+    }
+  }
+  // Without a recount, the first record added to the shard finds the damage.
+  std::string fresh;
+  for (int i = 0; fresh.empty(); ++i) {
+    if (s.shard_of(kname("new", i)) == 0) fresh = kname("new", i);
+  }
+  h.items.store(0x7FFFFFFFu);
+  const std::uint64_t before = s.stats().recoveries;
+  ASSERT_TRUE(put(s, fresh, "again").ok());
+  EXPECT_EQ(s.stats().recoveries, before + 1);
+  EXPECT_EQ(h.items.load(), 1u);
+  EXPECT_EQ(get(s, fresh).value, "again");
+}
+
 TEST_F(Faults, TornWriteHookIsCaught) {
   SegmentOptions o = options(256 * kKiB, 1);
   ShmStore& s = open(o);

@@ -152,6 +152,8 @@ bool ShardView::ring_sane() const noexcept {
   if (head >= cap_ || tail >= cap_ || used > cap_ || head % 8 != 0 || tail % 8 != 0) {
     return false;
   }
+  const std::uint64_t items = h_->items.load(std::memory_order_relaxed);
+  if (h_->live_bytes > used || items * sizeof(Record) > h_->live_bytes) return false;
   if (head == tail) return used == 0 || used == cap_;
   return used == (head > tail ? head - tail : cap_ - tail + head);
 }

@@ -65,6 +65,11 @@ class ShardView {
   // Unique in the segment: shard i hands out i + 1, i + 1 + n, i + 1 + 2n, ...
   std::uint64_t next_cas() noexcept { return h_->next_cas++ * seg_->n_shards + index_ + 1; }
 
+  // head, tail and used in range, aligned and consistent, and the counts within what
+  // the ring can hold (each live record takes 40 bytes or more of live_bytes, which is
+  // part of used): all of them come from shared memory, which damage may have reached.
+  bool ring_sane() const noexcept;
+
   // Test hook: leaves a half-written record at the head, as a writer killed mid-copy would.
   void scribble_torn_write() noexcept;
 
@@ -78,8 +83,6 @@ class ShardView {
   std::uint32_t reserve(std::uint32_t n, std::int64_t now) noexcept;
   bool evict_at_tail(bool second_chance, std::int64_t now, bool* removed_live) noexcept;
   void pad_head() noexcept;
-  // head, tail and used come from shared memory too: in range, aligned and consistent.
-  bool ring_sane() const noexcept;
   void advance_tail(std::uint32_t n) noexcept;
 
   SegmentHeader* seg_;

@@ -58,6 +58,14 @@ class ShmStore::ShardLock {
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
   [[nodiscard]] bool held() const noexcept { return held_; }
+  // A lock taken read-only is about to write after all: a holder killed from here on
+  // leaves the shard to be reset.
+  void begin_writing() noexcept {
+    if (held_ && !writes_) {
+      set_dirty(v_.header(), 1);
+      writes_ = true;
+    }
+  }
 
  private:
   struct Torn {
@@ -172,6 +180,15 @@ std::int64_t ShmStore::recount(Mapping& m) {
     held[i].emplace(m, m.shards[i], &waited, /*writes=*/false);
     // Retired: the count stays as it is, stale or not, and no more locks are waited for.
     if (!held[i]->held()) return m.header().item_count.load(std::memory_order_relaxed);
+  }
+  // A shard whose counts its ring cannot hold is damaged: summed, they would stand for
+  // entries that do not exist (a count near 2^31 culls everything). Reset it as any
+  // other damage is, then count.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!m.shards[i].ring_sane()) {
+      held[i]->begin_writing();
+      recover(m, m.shards[i]);
+    }
   }
   // Cleared only now: a recount that ends before this (killed, retired) leaves it set,
   // and no reset can run while every lock is held.
