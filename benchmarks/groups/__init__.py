@@ -21,6 +21,7 @@ Registered groups:
 - ``file-tmpfs``: the same with every directory on tmpfs (/dev/shm);
 - ``http``: the demo site under gunicorn (4 workers) on each backend behind ``cache_page``,
   driven by ``wrk`` on 127.0.0.1, against the same site with no cache and no work;
+- ``http-cpu``: the http group with each miss costing 5 ms of CPU instead of a 5 ms wait;
 - ``http-cost``: the same site's requests served in one process under callgrind, in
   instructions per request (no noise), for the backends whose work is in the process;
 - ``asgi``: the demo's async view under uvicorn (2 workers) on each backend, driven by

@@ -2,8 +2,9 @@
 
 The site is ``django_nativecache.demo`` (its helpers in ``demo/run.py`` start gunicorn and
 memcached), served by gunicorn with 4 sync workers on 127.0.0.1 and driven by ``wrk`` over
-the 200 ``cache_page`` pages ``/page/<n>/``, each costing 5 ms when computed. The ceiling is
-the same site without its cache middleware, on ``/plain/<n>/``, a view that does no work.
+the 200 ``cache_page`` pages ``/page/<n>/``, each costing 5 ms when computed: waiting (a
+sleep) in group "http", the worker's CPU time (a busy loop) in group "http-cpu". The ceiling
+is the same site without its cache middleware, on ``/plain/<n>/``, a view that does no work.
 
 A round starts a fresh gunicorn for every subject (every cache empty), then runs wrk once on
 each subject from its first request on ("cold": it pays every miss), then short wrk runs
@@ -50,6 +51,7 @@ class Plan:
     cold_s: int  # the cold run, from a fresh server
     slice_s: int  # one warm run (wrk takes whole seconds)
     cycles: int  # warm runs per subject per round
+    cost: str = "wait"  # what a miss costs (DEMO_COST_KIND): "wait" (a sleep) or "cpu"
 
 
 FULL = Plan(cold_s=3, slice_s=1, cycles=3)
@@ -316,7 +318,7 @@ class Site:
     """A fresh gunicorn serving the demo on one subject's cache, stopped by ``stack``."""
 
     def __init__(self, subject: HttpSubject, servers: Servers, where: Placement, tag: str,
-                 stack: contextlib.ExitStack) -> None:
+                 stack: contextlib.ExitStack, cost: str) -> None:
         from django_nativecache.demo.run import DemoError, gunicorn, site_env
 
         self.subject = subject
@@ -326,6 +328,7 @@ class Site:
         if subject.backend == "shm" and location:
             stack.callback(_drop_segment, location)  # after gunicorn stops (stack is LIFO)
         env = site_env(subject.backend, workdir, location, COST_MS, subject.page_cache)
+        env["DEMO_COST_KIND"] = cost
         if subject.sharing == "none":
             env["DEMO_CACHE_MIDDLEWARE"] = "0"
         if subject.settings:
@@ -598,7 +601,7 @@ def _round(rnd: int, live: list[HttpSubject], servers: Servers, where: Placement
     order = live[k:] + live[:k]
     servers.empty(order)
     with contextlib.ExitStack() as stack:
-        sites = [Site(s, servers, where, f"{rnd}-{s.name}", stack) for s in order]
+        sites = [Site(s, servers, where, f"{rnd}-{s.name}", stack, plan.cost) for s in order]
         for site in sites:
             site.cold_began = time.monotonic()
             res.add("cold", site.subject.name, site.wrk(plan.cold_s, where, "cold run"))
@@ -647,6 +650,31 @@ def _versions() -> str:
     rounds=ROUNDS_FULL,
 )
 def run(ctx: Context) -> str:
+    return _run(ctx, "wait")
+
+
+# The same site and load with each miss spent on the CPU (a busy loop of 5 ms of the
+# worker's own CPU time) instead of waiting: the view's cost is rendering, or a database
+# on the same host, and the CPUs the workers share are what a miss takes from the hits.
+@group(
+    "http-cpu",
+    "the http group with each miss costing 5 ms of CPU instead of a 5 ms wait",
+    rounds=ROUNDS_FULL,
+)
+def run_cpu(ctx: Context) -> str:
+    return _run(ctx, "cpu")
+
+
+COST_TEXT = {
+    "wait": "costs {ms:g} ms when computed, waiting (a sleep: as for a query answered by "
+            "another host, the worker's CPU is free meanwhile)",
+    "cpu": "costs {ms:g} ms of the worker's own CPU time when computed (a busy loop: as for "
+           "rendering, or a database on the same host; a miss takes the CPU from the hits, "
+           "and takes longer than 5 ms while the CPUs are shared)",
+}
+
+
+def _run(ctx: Context, cost: str) -> str:
     if not os.access(WRK, os.X_OK):
         raise RuntimeError(f"wrk not found ({WRK}): apt-get install wrk")
     from django_nativecache.demo import views
@@ -654,7 +682,7 @@ def run(ctx: Context) -> str:
     if views.TIMEOUT != PAGE_TIMEOUT_S:  # the warm runs are planned around it
         raise RuntimeError(f"the demo's cache_page timeout is now {views.TIMEOUT} s, "
                            f"PAGE_TIMEOUT_S here says {PAGE_TIMEOUT_S}")
-    plan = _cold_override(QUICK if ctx.quick else FULL)
+    plan = dataclasses.replace(_cold_override(QUICK if ctx.quick else FULL), cost=cost)
     where = _placement()
     subjects = _selected(_subjects())
     servers = _start_servers(ctx, subjects, where)
@@ -679,7 +707,7 @@ def run(ctx: Context) -> str:
         "",
         f"The site: `django_nativecache.demo` under gunicorn {package_version('gunicorn')}, "
         f"{WORKERS} sync workers on 127.0.0.1; the view is under `cache_page({PAGE_TIMEOUT_S})` "
-        f"and costs {COST_MS:g} ms when computed. `wrk` ({WRK_THREADS} thread, {CONNECTIONS} "
+        f"and {COST_TEXT[cost].format(ms=COST_MS)}. `wrk` ({WRK_THREADS} thread, {CONNECTIONS} "
         f"connections) asks for the {PAGES} pages `/page/0/`..`/page/{PAGES - 1}/` in turn "
         "(`benchmarks/http_pages.lua`). Gunicorn's sync workers close the connection after each "
         "answer, so every request is a new TCP connection, as from a proxy that does not keep "
@@ -748,11 +776,14 @@ def run(ctx: Context) -> str:
     if res.expired_skips:
         body += ["", f"{res.expired_skips} warm runs were left out: the pages would have "
                  "expired before their end (a slow round)."]
-    png = None if ctx.out_dir is None else ctx.out_dir / "http.png"
+    png = None if ctx.out_dir is None else ctx.out_dir / (
+        "http.png" if cost == "wait" else f"http-{cost}.png")
     if png is not None:
         _plot(png, res, live, ctx.stat,
-              f"http group: demo site, gunicorn {WORKERS} sync workers, {PAGES} cache_page pages "
-              f"({COST_MS:g} ms per miss), wrk {CONNECTIONS} connections; cold {plan.cold_s} s, "
+              f"{'http' if cost == 'wait' else 'http-' + cost} group: demo site, gunicorn "
+              f"{WORKERS} sync workers, {PAGES} cache_page pages "
+              f"({COST_MS:g} ms {'of CPU' if cost == 'cpu' else 'waiting'} per miss), "
+              f"wrk {CONNECTIONS} connections; cold {plan.cold_s} s, "
               f"warm {plan.cycles}×{plan.slice_s} s per round, {rounds} rounds")
         body += ["", f"![requests/s per subject]({png.name})"]
         print(f"  plot written to {png}", flush=True)

@@ -7,6 +7,8 @@
 ``DEMO_PAGE_CACHE``      whose cache middleware and ``cache_page`` the site uses: ``django``
                          (Django's, the default) or ``native`` (``django_nativecache``'s)
 ``DEMO_COST_MS``         the cost of computing a part of a page; 20
+``DEMO_COST_KIND``       how it is spent: ``wait`` (a sleep, the default) or ``cpu`` (a busy
+                         loop of that much CPU time)
 ``DEMO_WORK_LOG``        file counting computations (``django_nativecache.demo.work``)
 ``DEMO_DB``              the SQLite database (for ``db`` backends); a temp file
 """
