@@ -197,10 +197,10 @@ def _language_of(read: Callable[[], Any]) -> Callable[[Any], str | None]:
 
 def _timezone_name_of(read: Callable[[], Any]) -> Callable[[], str]:
     def timezone_name() -> str:  # timezone.get_current_timezone_name
+        default = django_timezone.get_default_timezone()  # first, as Django's getattr() does
         active = read()
-        if active is _MISSING:
-            active = django_timezone.get_default_timezone()
-        return django_timezone._get_timezone_name(active)  # type: ignore[no-any-return]
+        return django_timezone._get_timezone_name(  # type: ignore[no-any-return]
+            default if active is _MISSING else active)
 
     return timezone_name
 
