@@ -44,6 +44,26 @@ TEST_F(Store, SetGetOverwrite) {
   EXPECT_EQ(s.contains("b").code, Code::kNotFound);
 }
 
+// Each segment seeds the key hash with a random value of its own: which keys share a
+// shard (and a bucket) cannot be known in advance, yet every process attached to one
+// segment places every key alike.
+TEST_F(Store, EachSegmentSeedsTheKeyHash) {
+  SegmentOptions a = options(1 << 20, 16), b = options(1 << 20, 16);
+  ShmStore& first = open(a);
+  ShmStore& other = open(b);
+  ShmStore& again = open(a);  // a second attach to the first segment
+  EXPECT_NE(first.header().hash_seed, other.header().hash_seed);
+  int moved = 0;
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = kname("seeded", i);
+    EXPECT_EQ(first.shard_of(key), again.shard_of(key)) << key;
+    moved += first.shard_of(key) != other.shard_of(key);
+  }
+  EXPECT_GT(moved, 150);  // about 15/16 of them, for independent seeds
+  ASSERT_TRUE(put(first, "shared", "v").ok());
+  EXPECT_EQ(get(again, "shared").value, "v");
+}
+
 TEST_F(Store, BinaryKeysAndValues) {
   ShmStore& s = make(kMiB);
   std::string key("k\0\xff\n", 4);
