@@ -38,6 +38,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import cache as django_cache
 from django.utils import timezone as django_timezone
+from django.utils import translation as django_translation
 from django.utils.functional import empty
 from django.utils.timezone import get_current_timezone_name
 from django.utils.translation import get_language, trans_real
@@ -255,6 +256,15 @@ def _locals() -> _Locals | None:
     return verdict[2]  # type: ignore[no-any-return]
 
 
+_GET_CURRENT_TIMEZONE = django_timezone.get_current_timezone
+
+
+def _asks_trans_real() -> bool:
+    """Whether Django's ``get_language()`` calls trans_real's now: it calls the function
+    ``translation._trans`` bound on first use, kept when USE_I18N changes later."""
+    return django_translation._trans.__dict__.get("get_language") is trans_real.get_language
+
+
 def i18n_suffix(request: HttpRequest) -> str:
     """``django.utils.cache._i18n_cache_key_suffix(request, "")``."""
     suffix = ""
@@ -263,11 +273,18 @@ def i18n_suffix(request: HttpRequest) -> str:
         language = getattr(request, "LANGUAGE_CODE", _MISSING)
         if language is _MISSING:
             found = _locals()
-            language = get_language() if found is None else found[0](conf)
+            if found is None or not _asks_trans_real():
+                language = get_language()
+            else:
+                language = found[0](conf)
         suffix = f".{language}"
     if conf.USE_TZ:
         found = _locals()
-        suffix += f".{get_current_timezone_name() if found is None else found[1]()}"
+        # Django's get_current_timezone_name() looks get_current_timezone up each time
+        if found is None or django_timezone.get_current_timezone is not _GET_CURRENT_TIMEZONE:
+            suffix += f".{get_current_timezone_name()}"
+        else:
+            suffix += f".{found[1]()}"
     return suffix
 
 

@@ -14,7 +14,9 @@ import asyncio
 import threading
 import time
 import types
+import zoneinfo
 from collections.abc import Iterator
+from unittest import mock
 from typing import Any
 
 import asgiref
@@ -601,3 +603,32 @@ def test_the_probe_leaves_the_callers_language_and_time_zone_alone() -> None:
     thread.start()
     thread.join()
     assert found == [(None, None)]
+
+
+@pytest.mark.usefixtures("zones")
+def test_a_get_language_django_bound_to_trans_null_is_followed() -> None:
+    """``translation._trans`` binds ``get_language`` to trans_null or trans_real on first
+    use, by USE_I18N then, and keeps it when USE_I18N changes: Django's keys then say
+    LANGUAGE_CODE, whatever trans_real has active."""
+    request = RequestFactory().get("/lang/")
+    bound = dict(translation._trans.__dict__)  # type: ignore[attr-defined]
+    translation._trans.__dict__.clear()  # type: ignore[attr-defined]
+    try:
+        with override_settings(USE_I18N=False):
+            translation.get_language()  # binds trans_null's
+        trans_real.activate("de")
+        assert _suffixes(request) == (".en-us.UTC",) * 2
+    finally:
+        translation._trans.__dict__.clear()  # type: ignore[attr-defined]
+        translation._trans.__dict__.update(bound)  # type: ignore[attr-defined]
+    assert _suffixes(request) == (".de.UTC",) * 2
+
+
+@pytest.mark.usefixtures("zones")
+def test_a_get_current_timezone_patched_in_django_is_followed() -> None:
+    request = RequestFactory().get("/lang/")
+    assert pagekeys._locals() is not None  # probed before the patch: the fast path is on
+    with mock.patch("django.utils.timezone.get_current_timezone",
+                    return_value=zoneinfo.ZoneInfo("Asia/Tokyo")):
+        assert _suffixes(request) == (".en-us.Asia/Tokyo",) * 2
+    assert _suffixes(request) == (".en-us.UTC",) * 2
