@@ -194,14 +194,15 @@ std::int64_t ShmStore::recount(Mapping& m) {
       recover(m, m.shards[i]);
     }
   }
-  // Cleared only now: a recount that ends before this (killed, retired) leaves it set,
-  // and no reset can run while every lock is held.
-  m.header().count_stale.store(0, std::memory_order_relaxed);
   std::int64_t total = 0;
   for (std::size_t i = 0; i < n; ++i) {
     total += m.shards[i].header().items.load(std::memory_order_relaxed);
   }
   m.header().item_count.store(total, std::memory_order_relaxed);
+  // Cleared only once the count is right: a recount that ends before this (killed,
+  // retired) leaves it set, and no reset or count change can run while every lock is
+  // held.
+  m.header().count_stale.store(0, std::memory_order_relaxed);
   return total;
 }
 
