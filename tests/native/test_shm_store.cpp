@@ -44,7 +44,7 @@ TEST_F(Store, SetGetOverwrite) {
   EXPECT_EQ(s.contains("b").code, Code::kNotFound);
 }
 
-// Each segment seeds the key hash with a random value of its own: which keys share a
+// Each segment keys its hash with a random secret of its own: which keys share a
 // shard (and a bucket) cannot be known in advance, yet every process attached to one
 // segment places every key alike.
 TEST_F(Store, EachSegmentSeedsTheKeyHash) {
@@ -52,7 +52,8 @@ TEST_F(Store, EachSegmentSeedsTheKeyHash) {
   ShmStore& first = open(a);
   ShmStore& other = open(b);
   ShmStore& again = open(a);  // a second attach to the first segment
-  EXPECT_NE(first.header().hash_seed, other.header().hash_seed);
+  EXPECT_NE(first.header().hash_secret[0], other.header().hash_secret[0]);
+  EXPECT_NE(first.header().hash_secret[1], other.header().hash_secret[1]);
   int moved = 0;
   for (int i = 0; i < 200; ++i) {
     const std::string key = kname("seeded", i);

@@ -15,7 +15,7 @@
 namespace nativecache::shm {
 
 inline constexpr std::uint64_t kMagic = 0x314d48534e43444eULL;  // "NDCNSHM1"
-inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kLayoutVersion = 5;
 inline constexpr std::size_t kHeaderBytes = 4096;
 
 enum SegmentState : std::uint32_t { kInitialising = 0, kReady = 1, kRetired = 2 };
@@ -40,7 +40,7 @@ struct alignas(64) SegmentHeader {
   // Set by a shard reset: item_count took the shard's own count, which the damage that
   // caused the reset may have reached, so the next write counts every shard again.
   std::atomic<std::uint32_t> count_stale;
-  std::uint64_t hash_seed;  // random: seeds every key's hash in this segment (core/hash.hpp)
+  std::uint64_t hash_secret[2];  // random: the key of keyed_hash() for every key here
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
@@ -95,7 +95,7 @@ inline constexpr std::uint64_t abi_fingerprint() noexcept {
       kLayoutVersion, sizeof(SegmentHeader), sizeof(ShardHeader), sizeof(Record),
       sizeof(pthread_mutex_t), offsetof(SegmentHeader, state),
       offsetof(SegmentHeader, item_count), offsetof(SegmentHeader, count_stale),
-      offsetof(SegmentHeader, hash_seed),
+      offsetof(SegmentHeader, hash_secret), sizeof(SegmentHeader::hash_secret),
       offsetof(ShardHeader, items),
       offsetof(Record, expire), kShardHeaderBytes};
   for (std::uint64_t p : parts) h = (h ^ p) * 1099511628211ULL;

@@ -98,7 +98,7 @@ void initialise(std::byte* base, const Geometry& g) {
   do {
     h->generation = (std::uint64_t{rd()} << 32) ^ rd();
   } while (h->generation == 0);
-  h->hash_seed = (std::uint64_t{rd()} << 32) ^ rd();
+  for (std::uint64_t& word : h->hash_secret) word = (std::uint64_t{rd()} << 32) ^ rd();
   h->shards_offset = kHeaderBytes;
   h->shard_stride = g.shard_stride;
   h->n_shards = g.n_shards;

@@ -153,15 +153,17 @@ std::size_t shard_index(std::uint64_t h, std::size_t n) noexcept {
 }  // namespace
 
 std::uint32_t ShmStore::shard_of(std::string_view key) const noexcept {
-  return static_cast<std::uint32_t>(
-      shard_index(hash_key(key, current_->header().hash_seed), current_->shards.size()));
+  const SegmentHeader& h = current_->header();
+  return static_cast<std::uint32_t>(shard_index(
+      keyed_hash(key, h.hash_secret[0], h.hash_secret[1]), current_->shards.size()));
 }
 
 ShardView& ShmStore::Mapping::shard_for(std::string_view key, std::uint32_t& hash) noexcept {
-  // The seed is read from the segment on every call, as every process does: a seed
+  // The secret is read from the segment on every call, as every process does: one
   // damaged there leaves old entries unreachable in every process alike, never a key
   // found by one process and missed by another.
-  std::uint64_t h = hash_key(key, header().hash_seed);
+  const SegmentHeader& sh = header();
+  std::uint64_t h = keyed_hash(key, sh.hash_secret[0], sh.hash_secret[1]);
   hash = static_cast<std::uint32_t>(h);
   return shards[shard_index(h, shards.size())];
 }
