@@ -53,3 +53,13 @@ def test_an_unknown_kind_is_refused_and_nothing_is_logged(log, monkeypatch) -> N
     with pytest.raises(ValueError, match="DEMO_COST_KIND must be one of wait, cpu, not 'gpu'"):
         work.compute("x")
     assert work.read_log(str(log)) == []
+
+
+def test_the_sites_environment_names_its_cost_kind_whatever_the_callers_says(
+    monkeypatch, tmp_path
+) -> None:
+    from django_nativecache.demo.run import site_env
+
+    monkeypatch.setenv("DEMO_COST_KIND", "cpu")  # exported in the shell that runs a group
+    assert site_env("shm", str(tmp_path), None, 5)["DEMO_COST_KIND"] == "wait"
+    assert site_env("shm", str(tmp_path), None, 5, cost_kind="cpu")["DEMO_COST_KIND"] == "cpu"

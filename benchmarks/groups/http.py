@@ -327,8 +327,8 @@ class Site:
         location = self._location(servers, workdir, tag)
         if subject.backend == "shm" and location:
             stack.callback(_drop_segment, location)  # after gunicorn stops (stack is LIFO)
-        env = site_env(subject.backend, workdir, location, COST_MS, subject.page_cache)
-        env["DEMO_COST_KIND"] = cost
+        env = site_env(subject.backend, workdir, location, COST_MS, subject.page_cache,
+                       cost_kind=cost)
         if subject.sharing == "none":
             env["DEMO_CACHE_MIDDLEWARE"] = "0"
         if subject.settings:

@@ -218,13 +218,15 @@ PAGE_CACHES = {
 
 
 def site_env(backend: str, workdir: str, location: str | None, cost_ms: float,
-             page_cache: str = "django", key_prefix: str | None = None) -> dict[str, str]:
+             page_cache: str = "django", key_prefix: str | None = None,
+             cost_kind: str = "wait") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="django_nativecache.demo.settings",
         DEMO_CACHE=backend,
         DEMO_PAGE_CACHE=page_cache,
         DEMO_COST_MS=str(cost_ms),
+        DEMO_COST_KIND=cost_kind,  # set, never inherited from the caller's environment
         DEMO_WORK_LOG=os.path.join(workdir, "work.log"),
         DEMO_DB=os.path.join(workdir, "db.sqlite3"),
     )
