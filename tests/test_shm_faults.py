@@ -290,20 +290,17 @@ def test_a_wait_for_a_lock_during_shutdown_lets_the_process_exit(who):
 def test_builds_that_cannot_read_each_others_segments_never_share_one():
     """Segment names end with the build's tag, so in a rolling deploy across a layout
     change neither build retires and recreates the other's segment at every call. Another
-    build's segment in use is left alone (unlinking its name would split that build's
-    processes between it and a new one made under the same name)."""
+    build's segment is left alone (unlinking its name would split that build's processes
+    between it and a new one made under the same name)."""
     location = shmutil.unique_location("builds")
     name = shm.segment_name(location, shmutil.NAMESPACE)
     tag = _native.SEGMENT_TAG
     assert name.endswith("-" + tag)
     base = name[: -len(tag) - 1]
     others = [base, f"{base}-l1deadbeef"]  # an untagged older release, another build
-    maps = []
     for other in others:
-        with open(f"/dev/shm/{other}", "w+b") as f:
-            f.write(b"another build's segment".ljust(4096, b"\0"))
-            f.flush()
-            maps.append(mmap.mmap(f.fileno(), 4096))  # in use: mapped by this process
+        with open(f"/dev/shm/{other}", "wb") as f:
+            f.write(b"another build's segment")
     cache = shmutil.build(location, SHARDS=1)
     try:
         assert cache.segment == name
@@ -311,15 +308,11 @@ def test_builds_that_cannot_read_each_others_segments_never_share_one():
         assert cache.get("k") == "v"
         for other in others:
             with open(f"/dev/shm/{other}", "rb") as f:
-                assert f.read(23) == b"another build's segment", other
+                assert f.read() == b"another build's segment", other
     finally:
         cache.delete_segment()
-        for m in maps:
-            m.close()
         for other in others:
             os.unlink(f"/dev/shm/{other}")
-            if os.path.exists(f"/dev/shm/{other}.lock"):
-                os.unlink(f"/dev/shm/{other}.lock")
 
 
 def test_wrong_magic_is_recreated_not_read(location):
@@ -676,30 +669,3 @@ def test_a_value_that_expires_while_a_reader_waits_for_the_lock_is_a_miss():
         os.close(locked_w)
     finally:
         cache.delete_segment()
-
-
-def test_an_unused_segment_an_older_build_left_for_the_location_goes():
-    """A build never reads another's layout, so each names its own segment for a LOCATION;
-    the one an upgrade left behind would keep its size of /dev/shm until reboot."""
-    from django_nativecache.backends.shm import segment_name
-
-    location = shmutil.unique_location("upgrade")
-    ours = segment_name(location, shmutil.NAMESPACE)
-    stem = ours.rsplit("-", 1)[0]
-    older, elsewhere = f"{stem}-l2feedface", segment_name(location + "-b", shmutil.NAMESPACE)
-    elsewhere = elsewhere.rsplit("-", 1)[0] + "-l2feedface"
-    for name in (older, elsewhere):
-        with open(f"/dev/shm/{name}", "wb") as f:
-            f.truncate(1 << 20)
-    try:
-        cache = shmutil.build(location)
-        cache.set("k", "v")
-        assert not os.path.exists(f"/dev/shm/{older}")
-        assert os.path.exists(f"/dev/shm/{elsewhere}")  # another LOCATION's
-        assert cache.get("k") == "v"
-        cache.delete_segment()
-    finally:
-        for name in (older, elsewhere):
-            for path in (f"/dev/shm/{name}", f"/dev/shm/{name}.lock"):
-                if os.path.exists(path):
-                    os.unlink(path)

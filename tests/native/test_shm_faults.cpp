@@ -3,8 +3,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -752,122 +750,6 @@ TEST_F(Faults, ConcurrentWritersNeverTearValues) {
   EXPECT_GT(st.evictions, 0u);
   EXPECT_EQ(st.recoveries, 0u);
   EXPECT_LE(st.bytes, st.capacity);
-}
-
-// --------------------------------------------------------------- other builds' segments
-
-// A file in /dev/shm standing for another build's segment of the same LOCATION.
-void make_file(const std::string& name, std::size_t size = 4096) {
-  const int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  ASSERT_GE(fd, 0) << name;
-  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
-  ::close(fd);
-}
-
-bool exists(const std::string& name) { return ::access(("/dev/shm/" + name).c_str(), F_OK) == 0; }
-
-// Forks a child that maps /dev/shm/name (or, with lock, holds the flock of its lock
-// file) until killed; returns once it does.
-pid_t fork_user(const std::string& name, bool lock) {
-  int fds[2];
-  if (::pipe(fds) != 0) return -1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    const std::string path = "/dev/shm/" + name + (lock ? ".lock" : "");
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);
-    if (fd < 0) ::_exit(3);
-    if (lock) {
-      if (::flock(fd, LOCK_EX) != 0) ::_exit(4);
-    } else if (::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED) {
-      ::_exit(4);
-    }
-    char c = 1;
-    if (::write(fds[1], &c, 1) != 1) ::_exit(5);
-    for (;;) ::pause();
-  }
-  ::close(fds[1]);
-  const int ready = read_byte(fds[0], 10'000);
-  ::close(fds[0]);
-  return ready == 1 ? pid : -1;
-}
-
-class OtherBuilds : public ShmTest {
- protected:
-  // Names as the backend makes them: dnc-<digest>-<build tag>.
-  std::string named(const std::string& tag) {
-    std::string name = prefix_ + tag;
-    names_.push_back(name);  // unlinked at the end, whatever the test left
-    return name;
-  }
-  SegmentOptions ours() {
-    SegmentOptions o = options(kMiB, 1);
-    names_.pop_back();
-    o.name = named(nativecache::shm::Segment::build_tag());
-    return o;
-  }
-  void TearDown() override {
-    ShmTest::TearDown();
-    for (const std::string& n : names_) {
-      ::unlink(("/dev/shm/" + n).c_str());
-      ::unlink(("/dev/shm/" + n + ".lock").c_str());
-    }
-  }
-  std::string prefix_ = "dnc-" + unique_name() + "-";
-};
-
-TEST_F(OtherBuilds, UnusedSegmentsOfOtherBuildsGoWhenThisBuildOpensItsOwn) {
-  const std::string old = named("l3deadbeef"), older = named("l20badc0de");
-  make_file(old);
-  make_file(old + ".lock");
-  make_file(older);  // with no lock file
-  const std::string unrelated = named("x3deadbeef");
-  make_file(unrelated);
-  ShmStore& s = open(ours());
-  EXPECT_FALSE(exists(old));
-  EXPECT_FALSE(exists(old + ".lock"));
-  EXPECT_FALSE(exists(older));
-  EXPECT_FALSE(exists(older + ".lock"));
-  EXPECT_TRUE(exists(unrelated));  // not a build tag: not a segment of ours
-  ASSERT_TRUE(put(s, "k", "v").ok());
-}
-
-TEST_F(OtherBuilds, ASegmentAnotherProcessMapsOrIsOpeningStays) {
-  const std::string mapped = named("l3aaaaaaaa"), opening = named("l3bbbbbbbb");
-  make_file(mapped);
-  make_file(opening);
-  Child mapper(fork_user(mapped, false));
-  Child opener(fork_user(opening, true));
-  ASSERT_GT(mapper.pid(), 0);
-  ASSERT_GT(opener.pid(), 0);
-  SegmentOptions o = ours();
-  open(o);
-  EXPECT_TRUE(exists(mapped));
-  EXPECT_TRUE(exists(opening));
-  EXPECT_TRUE(exists(opening + ".lock"));
-  // Once they are gone, the next attach removes both.
-  mapper.kill();
-  opener.kill();
-  open(o);
-  EXPECT_FALSE(exists(mapped));
-  EXPECT_FALSE(exists(opening));
-}
-
-// A rolling deploy: the old build's workers still use its segment when the new build
-// creates its own; a new worker attaching after the last old one has gone removes it.
-TEST_F(OtherBuilds, EachAttachLooksAgain) {
-  const std::string old = named("l3cccccccc");
-  make_file(old);
-  Child old_worker(fork_user(old, false));
-  ASSERT_GT(old_worker.pid(), 0);
-  SegmentOptions o = ours();
-  open(o);
-  EXPECT_TRUE(exists(old));
-  open(o);  // attached while the old worker runs
-  EXPECT_TRUE(exists(old));
-  old_worker.kill();
-  open(o);  // attached, not created
-  EXPECT_FALSE(exists(old));
 }
 
 // --------------------------------------------------------------------------- owners

@@ -1,24 +1,17 @@
 #include "core/shm/segment.hpp"
 
 #include <boost/interprocess/shared_memory_object.hpp>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cstring>
 #include <cstdio>
-#include <fstream>
-#include <memory>
-#include <optional>
 #include <random>
 #include <string>
-#include <string_view>
 #include <utility>
-#include <vector>
 
 #include "core/fork.hpp"
 #include "core/shm/robust_mutex.hpp"
@@ -122,106 +115,6 @@ void initialise(std::byte* base, const Geometry& g) {
   h->state.store(kReady, std::memory_order_release);
 }
 
-// -- segments of other builds ----------------------------------------------------------
-// A build never reads another's layout, so each build's segment for a LOCATION has a
-// name of its own (the same up to the build tag, Segment::build_tag()), and after an
-// upgrade the old one would keep its size of /dev/shm until reboot. Each time this build
-// attaches to (or creates) its segment, each sibling that no process maps and no process
-// is opening (its lock file's flock, which every open holds, taken without waiting) is
-// removed. One in use stays: its processes share it, and removing its name would let a
-// late worker of that build create another beside it and split their cache.
-
-bool is_build_tag(std::string_view s) noexcept {
-  if (s.size() < 10 || s[0] != 'l') return false;
-  for (char c : s.substr(1)) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-// The effective capabilities in /proc/<pid>/status (dir), or nullopt.
-std::optional<std::uint64_t> capabilities(const std::string& dir) {
-  std::ifstream status(dir + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("CapEff:", 0) == 0) {
-      try {
-        return std::stoull(line.substr(7), nullptr, 16);
-      } catch (const std::exception&) {
-        return std::nullopt;
-      }
-    }
-  }
-  return std::nullopt;
-}
-
-// Whether any process maps the file at path, as far as /proc can tell; true when it
-// cannot tell for a process that may be one of ours. A process whose maps this one may
-// not read is one of ours unless it runs as another user (which cannot open a segment of
-// mode 0600 of ours) or holds capabilities this one lacks (a supervisor such as a
-// container's init, not a worker of another build of this site).
-bool mapped_anywhere(const std::string& path) {
-  std::unique_ptr<DIR, int (*)(DIR*)> proc(::opendir("/proc"), &::closedir);
-  if (!proc) return true;
-  const uid_t me = ::geteuid();
-  const std::optional<std::uint64_t> my_caps = capabilities("/proc/self");
-  while (dirent* e = ::readdir(proc.get())) {
-    const std::string_view pid(e->d_name);
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string_view::npos) continue;
-    const std::string dir = "/proc/" + std::string(pid);
-    std::ifstream maps(dir + "/maps");
-    if (!maps) {
-      struct stat st {};
-      if (::stat(dir.c_str(), &st) != 0) continue;  // gone meanwhile
-      if (me != 0 && st.st_uid != me) continue;     // another user's
-      const std::optional<std::uint64_t> caps = capabilities(dir);
-      if (caps && my_caps && (*caps & ~*my_caps) != 0) continue;  // more privileged
-      return true;  // may be one of ours: cannot tell
-    }
-    for (std::string line; std::getline(maps, line);) {
-      if (line.size() > path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0 &&
-          line[line.size() - path.size() - 1] == ' ') {
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
-void remove_other_builds(const std::string& name) {
-  const std::string tag = Segment::build_tag();
-  if (name.size() <= tag.size() + 1 || name.compare(name.size() - tag.size(), tag.size(), tag) != 0 ||
-      name[name.size() - tag.size() - 1] != '-') {
-    return;  // not named by LOCATION and build: nothing to know siblings by
-  }
-  const std::string prefix = name.substr(0, name.size() - tag.size());
-  std::vector<std::string> siblings;
-  {
-    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir("/dev/shm"), &::closedir);
-    if (!dir) return;
-    while (dirent* e = ::readdir(dir.get())) {
-      const std::string_view entry(e->d_name);
-      if (entry.size() > prefix.size() && entry.substr(0, prefix.size()) == prefix &&
-          entry != name && is_build_tag(entry.substr(prefix.size()))) {
-        siblings.emplace_back(entry);
-      }
-    }
-  }
-  const uid_t me = ::geteuid();
-  for (const std::string& sibling : siblings) {
-    const std::string path = "/dev/shm/" + sibling, lock_path = path + ".lock";
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != me) continue;
-    const int fd = ChildClosedFds::open(
-        [&] { return ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600); });
-    if (fd < 0) continue;
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && !mapped_anywhere(path)) {
-      ::unlink(path.c_str());
-      ::unlink(lock_path.c_str());
-    }
-    ChildClosedFds::close(fd);
-  }
-}
-
 }  // namespace
 
 Segment::Segment(bip::mapped_region region)
@@ -239,15 +132,6 @@ std::string Segment::build_tag() {
 
 Status Segment::open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
                      std::string& detail) {
-  Status st = open_locked(opts, out, detail);
-  // After the lock file is let go: the other builds' segments, checked on every attach
-  // (each new worker's), go once their last process has.
-  if (st.ok()) remove_other_builds(opts.name);
-  return st;
-}
-
-Status Segment::open_locked(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
-                            std::string& detail) {
   Geometry g;
   if (Status st = compute_geometry(opts.size, opts.shards, opts.max_item_size, g, detail);
       !st.ok()) {

@@ -28,8 +28,7 @@ class Segment {
  public:
   // Attaches to the named segment, creating it when absent and recreating it when its
   // header does not match this build (unless told to fail). Serialised across
-  // processes by an flock on a lock file beside the segment. Then removes the segments
-  // other builds made under the same name but for the tag, where no process uses one.
+  // processes by an flock on a lock file beside the segment.
   static Status open(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
                      std::string& detail);
   static Status unlink(const std::string& name, std::string& detail);
@@ -37,7 +36,7 @@ class Segment {
   // What this build's segment names end with ("-l<layout version><fingerprint>"): builds
   // that cannot read each other's segments never share one (they would take it from
   // each other, back and forth, while both run, as in a rolling deploy). Another build's
-  // segment in use is left alone: unlinking its name would split that build's processes
+  // segment is left alone: unlinking its name would split that build's processes
   // between the old segment and a new one made under the same name.
   static std::string build_tag();
 
@@ -52,8 +51,6 @@ class Segment {
   void retire() noexcept { header_->state.store(kRetired, std::memory_order_release); }
 
  private:
-  static Status open_locked(const SegmentOptions& opts, std::unique_ptr<Segment>& out,
-                            std::string& detail);
   explicit Segment(boost::interprocess::mapped_region region);
   boost::interprocess::mapped_region region_;
   std::byte* base_;
