@@ -1,6 +1,7 @@
 #include "py/codec_glue.hpp"
 
 #include "core/codec.hpp"
+#include "py/gil.hpp"
 
 #include <cstring>
 #include <string>
@@ -26,9 +27,8 @@ void maybe_compress(const CodecOptions& opts, Encoded& out) {
   if (out.data.size() > kMaxInflated) return;
   std::optional<std::string> packed;
   if (out.data.size() > kReleaseGilAbove) {
-    Py_BEGIN_ALLOW_THREADS
+    GilReleased released;
     packed = codec::compress(out.data, opts.compress_level);
-    Py_END_ALLOW_THREADS
   } else {
     packed = codec::compress(out.data, opts.compress_level);
   }
@@ -131,9 +131,8 @@ PyObject* decode(ModuleState* st, std::uint32_t flags, const std::byte* data, st
     Status s;
     std::span<const std::byte> in(data, n);
     if (n > kReleaseGilAbove) {
-      Py_BEGIN_ALLOW_THREADS
+      GilReleased released;
       s = codec::decompress(in, kMaxInflated, inflated);
-      Py_END_ALLOW_THREADS
     } else {
       s = codec::decompress(in, kMaxInflated, inflated);
     }

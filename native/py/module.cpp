@@ -13,6 +13,7 @@
 #include "core/shm/robust_mutex.hpp"
 #include "core/shm/shm_store.hpp"
 #include "py/errors.hpp"
+#include "py/gil.hpp"
 #include "py/store_type.hpp"
 
 namespace nativecache::py {
@@ -91,9 +92,10 @@ PyObject* open_shm(PyObject* module, PyObject* args) {
     std::unique_ptr<shm::ShmStore> store;
     std::string detail;
     Status s;
-    Py_BEGIN_ALLOW_THREADS  // creation may wait on another process's flock
-    s = shm::ShmStore::open(opts, store, detail);
-    Py_END_ALLOW_THREADS
+    {
+      GilReleased released;  // creation may wait on another process's flock
+      s = shm::ShmStore::open(opts, store, detail);
+    }
     if (!s.ok()) return raise_status(state_of(module), s, nullptr, detail);
     shm::ShmStore* raw = store.get();
     StoreOptions options;
@@ -229,9 +231,10 @@ PyObject* unlink_shm(PyObject* module, PyObject* arg) {
     std::string detail;
     Status s;
     std::string n(name);
-    Py_BEGIN_ALLOW_THREADS
-    s = shm::Segment::unlink(n, detail);
-    Py_END_ALLOW_THREADS
+    {
+      GilReleased released;
+      s = shm::Segment::unlink(n, detail);
+    }
     if (!s.ok()) return raise_status(state_of(module), s, nullptr, detail);
     Py_RETURN_NONE;
   });
