@@ -130,10 +130,10 @@ def url_hash(request: HttpRequest) -> str:
 # as Django's do in every state the probe can set; otherwise Django's functions are used.
 
 def _dict_reader(var: contextvars.ContextVar[Any]) -> Callable[[], Any]:
-    empty: dict[str, Any] = {}
+    nothing: dict[str, Any] = {}  # what the Local reads in a context it never wrote to
 
     def read() -> Any:
-        return var.get(empty).get("value", _MISSING)
+        return var.get(nothing).get("value", _MISSING)
 
     return read
 
